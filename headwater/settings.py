@@ -1,0 +1,262 @@
+"""Settings, one pydantic-settings class per subsystem, read from the environment.
+
+Every class has its own prefix (``HEADWATER_REDIS_``, ``HEADWATER_POLYGON_`` ...); the few names users
+already know from other tools are accepted as aliases (``REDIS_URL``, ``AZURE_STORAGE_CONNECTION_STRING``,
+``POLYGON_API_KEY`` ...). Every provider key is optional: with no key the provider runs in ``simulated``
+mode against the local stand-ins, and the *only* difference between the modes is the base URL.
+
+Secrets are ``SecretStr``: they never show up in ``repr``, logs or Prefect parameters.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, ClassVar
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "your-api-key", "xxx", "secret", "todo"})
+
+
+class ProviderMode(StrEnum):
+    """``live`` talks to the real provider; ``simulated`` to the local stand-in (same client, other URL)."""
+
+    LIVE = "live"
+    SIMULATED = "simulated"
+
+
+def _refuse_placeholder(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+        raise ValueError("placeholder secret refused: set a real value or leave it unset")
+    return value
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+class StandInSettings(_Base):
+    """Where the local provider stand-ins listen (set by ``headwater.services up`` or the test fixtures)."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_STANDIN_")
+    http_url: str | None = Field(None, description="Base URL of the HTTP provider stand-in, e.g. http://127.0.0.1:8765")
+    ws_url: str | None = Field(None, description="URL of the Polygon WebSocket stand-in, e.g. ws://127.0.0.1:8766/stocks")
+    api_key: SecretStr = Field(SecretStr("demo-key"), description="Key the stand-ins accept")
+
+
+class _ProviderSettings(_Base):
+    """Common shape: an optional key, an explicit or derived mode, and a live base URL."""
+
+    api_key: SecretStr | None = Field(None, description="Provider API key; unset = simulated mode")
+    mode: ProviderMode | None = Field(None, description="Force live/simulated; default: live iff a key is set")
+    base_url: str | None = Field(None, description="Override the base URL (a proxy or a stand-in)")
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+    LIVE_BASE_URL: ClassVar[str] = ""  # class constant per provider
+    STANDIN_PREFIX: ClassVar[str] = ""  # path prefix of this provider on the HTTP stand-in
+
+    @field_validator("api_key", check_fields=False)
+    @classmethod
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return _refuse_placeholder(value)
+
+    @property
+    def effective_mode(self) -> ProviderMode:
+        if self.mode is not None:
+            return self.mode
+        return ProviderMode.LIVE if self.api_key is not None else ProviderMode.SIMULATED
+
+    def resolved_base_url(self, standins: StandInSettings | None = None) -> str:
+        """The base URL the client talks to: explicit override, live URL, or the stand-in's prefix."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        if self.effective_mode is ProviderMode.LIVE:
+            return self.LIVE_BASE_URL
+        standins = standins or StandInSettings()
+        if not standins.http_url:
+            raise RuntimeError(
+                f"{type(self).__name__}: simulated mode needs the provider stand-in; start it with "
+                "`python -m headwater.services up` or set HEADWATER_STANDIN_HTTP_URL (or give an API key for live mode)"
+            )
+        return standins.http_url.rstrip("/") + self.STANDIN_PREFIX
+
+    def resolved_key(self, standins: StandInSettings | None = None) -> SecretStr:
+        """The key to send: the configured one, or the stand-in's demo key in simulated mode."""
+        if self.api_key is not None:
+            return self.api_key
+        if self.effective_mode is ProviderMode.LIVE:
+            raise RuntimeError(f"{type(self).__name__}: live mode needs an API key")
+        return (standins or StandInSettings()).api_key
+
+
+class PolygonSettings(_ProviderSettings):
+    """Polygon.io / Massive: the stocks WebSocket and the REST aggregates used for gap fill."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_POLYGON_")
+    LIVE_BASE_URL: ClassVar[str] = "https://api.polygon.io"
+    STANDIN_PREFIX: ClassVar[str] = "/polygon"
+    LIVE_WS_URL: ClassVar[str] = "wss://socket.polygon.io/stocks"
+
+    api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("HEADWATER_POLYGON_API_KEY", "POLYGON_API_KEY", "MASSIVE_API_KEY")
+    )
+    ws_url: str | None = Field(None, description="Override the WebSocket URL (default: live or stand-in)")
+    channels: tuple[str, ...] = Field(("T", "Q", "AM"), description="Channels to subscribe: T trades, Q quotes, A/AM aggregates")
+    wildcard: bool = Field(False, description="Subscribe T.* etc. instead of the ticker list")
+    connections: Annotated[int, Field(ge=1, le=64)] = Field(1, description="WebSocket connections, each owning a slice of tickers")
+    max_reconnects: Annotated[int, Field(ge=0, le=1000)] = Field(10, description="Consecutive failed reconnects before giving up loudly")
+    reconnect_base_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    def resolved_ws_url(self, standins: StandInSettings | None = None) -> str:
+        if self.ws_url:
+            return self.ws_url
+        if self.effective_mode is ProviderMode.LIVE:
+            return self.LIVE_WS_URL
+        standins = standins or StandInSettings()
+        if not standins.ws_url:
+            raise RuntimeError(
+                "Polygon simulated mode needs the WebSocket stand-in; start it with `python -m headwater.services up` "
+                "or set HEADWATER_STANDIN_WS_URL (or POLYGON_API_KEY for live mode)"
+            )
+        return standins.ws_url
+
+
+class AlphaVantageSettings(_ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_ALPHAVANTAGE_")
+    LIVE_BASE_URL: ClassVar[str] = "https://www.alphavantage.co"
+    STANDIN_PREFIX: ClassVar[str] = "/alphavantage"
+    api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("HEADWATER_ALPHAVANTAGE_API_KEY", "ALPHAVANTAGE_API_KEY", "ALPHA_VANTAGE_API_KEY")
+    )
+
+
+class NewsApiSettings(_ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_NEWSAPI_")
+    LIVE_BASE_URL: ClassVar[str] = "https://newsapi.org"
+    STANDIN_PREFIX: ClassVar[str] = "/newsapi"
+    api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("HEADWATER_NEWSAPI_API_KEY", "NEWSAPI_API_KEY", "NEWS_API_KEY"))
+
+
+class RedditSettings(_ProviderSettings):
+    """Reddit OAuth client credentials (``api_key`` is the client id)."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_REDDIT_")
+    LIVE_BASE_URL: ClassVar[str] = "https://oauth.reddit.com"
+    STANDIN_PREFIX: ClassVar[str] = "/reddit"
+    LIVE_AUTH_URL: ClassVar[str] = "https://www.reddit.com"
+    client_secret: SecretStr | None = None
+    user_agent: str = Field("headwater/0.1 (market data pipeline)", description="Reddit requires a descriptive User-Agent")
+    subreddits: tuple[str, ...] = ("stocks", "investing", "wallstreetbets")
+
+    @field_validator("client_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return _refuse_placeholder(value)
+
+
+class XSettings(_ProviderSettings):
+    """X (Twitter) API v2 with an app bearer token (``api_key``)."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_X_")
+    LIVE_BASE_URL: ClassVar[str] = "https://api.x.com"
+    STANDIN_PREFIX: ClassVar[str] = "/x"
+    api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("HEADWATER_X_API_KEY", "X_BEARER_TOKEN", "TWITTER_BEARER_TOKEN"))
+
+
+class EdgarSettings(_ProviderSettings):
+    """SEC EDGAR needs no key but a User-Agent naming the requester with a contact e-mail."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_EDGAR_")
+    LIVE_BASE_URL: ClassVar[str] = "https://www.sec.gov"
+    LIVE_DATA_URL: ClassVar[str] = "https://data.sec.gov"
+    STANDIN_PREFIX: ClassVar[str] = "/sec"
+    STANDIN_DATA_PREFIX: ClassVar[str] = "/sec-data"
+    user_agent: str | None = Field(None, description="e.g. 'Headwater Research ops@example.com' (required)")
+    max_requests_per_s: Annotated[float, Field(gt=0, le=10)] = 8.0
+    block_cooloff_s: Annotated[float, Field(ge=0, le=3600)] = 600.0
+
+    @property
+    def effective_mode(self) -> ProviderMode:  # EDGAR is keyless: live unless told otherwise or no UA
+        if self.mode is not None:
+            return self.mode
+        return ProviderMode.LIVE if self.user_agent else ProviderMode.SIMULATED
+
+
+class TranscriptSettings(_ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_TRANSCRIPTS_")
+    LIVE_BASE_URL: ClassVar[str] = ""
+    STANDIN_PREFIX: ClassVar[str] = "/transcripts"
+    url_template: str = Field("{base}/{ticker}/{year}/q{quarter}", description="Transcript page URL template")
+    max_bytes: Annotated[int, Field(gt=0)] = 5_000_000
+
+
+class RedisSettings(_Base):
+    """The hot store. Unset ``url`` = the embedded Redis Stack started by ``headwater.services``."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_REDIS_")
+    url: SecretStr | None = Field(None, validation_alias=AliasChoices("HEADWATER_REDIS_URL", "REDIS_URL"))
+    key_prefix: str = Field("", description="Namespace prepended to every key (tests, shared instances)")
+    socket_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_braces(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("key_prefix must not contain '{' or '}' (they are Redis Cluster hash tags)")
+        return value
+
+
+class BlobSettings(_Base):
+    """Warm/cold storage. Unset connection string = the embedded Azurite."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_BLOB_")
+    connection_string: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("HEADWATER_BLOB_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING")
+    )
+    raw_container: str = "raw"
+    warm_container: str = "warm"
+    cold_container: str = "cold"
+
+
+class StreamSettings(_Base):
+    """Redis Streams and the stream-processor workers."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_STREAM_")
+    partitions: Annotated[int, Field(ge=1, le=1024)] = Field(
+        4, description="Partitions of stream:raw_market_data; a ticker always maps to one partition (one writer per series)"
+    )
+    maxlen: Annotated[int, Field(ge=1000)] = Field(2_000_000, description="Approximate MAXLEN of each raw stream")
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    block_ms: Annotated[int, Field(ge=1, le=60_000)] = 1000
+    claim_idle_ms: Annotated[int, Field(ge=100)] = Field(30_000, description="Reclaim pending entries idle this long")
+    max_deliveries: Annotated[int, Field(ge=1, le=100)] = Field(5, description="Deliveries before a message is dead-lettered")
+    lease_ms: Annotated[int, Field(ge=200, le=600_000)] = Field(
+        10_000, description="Partition lease: a dead worker's partitions are taken over this long after its last renewal"
+    )
+    tick_retention_days: Annotated[float, Field(gt=0, le=365)] = 7.0
+    bar_retention_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
+
+
+class Settings(_Base):
+    """All settings; each sub-object reads its own prefix."""
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    blob: BlobSettings = Field(default_factory=BlobSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
+    standins: StandInSettings = Field(default_factory=StandInSettings)
+    polygon: PolygonSettings = Field(default_factory=PolygonSettings)
+    alphavantage: AlphaVantageSettings = Field(default_factory=AlphaVantageSettings)
+    newsapi: NewsApiSettings = Field(default_factory=NewsApiSettings)
+    reddit: RedditSettings = Field(default_factory=RedditSettings)
+    x: XSettings = Field(default_factory=XSettings)
+    edgar: EdgarSettings = Field(default_factory=EdgarSettings)
+    transcripts: TranscriptSettings = Field(default_factory=TranscriptSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once; tests build ``Settings()`` themselves)."""
+    return Settings()

@@ -1,0 +1,147 @@
+"""Redis connections and the TimeSeries layout (retention, duplicate policy, labels, compaction rules)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import redis
+from redis.exceptions import ResponseError
+
+from headwater.keys import BAR_FIELDS, TICK_FIELDS, TIMEFRAMES, Keys
+from headwater.settings import RedisSettings, StreamSettings
+
+log = logging.getLogger("headwater.storage.redis")
+
+DAY_MS = 86_400_000
+# Server-side compactions of the tick series into bars: (source tick field, aggregation) per bar field.
+BAR_RULES: dict[str, tuple[str, str]] = {
+    "open": ("price", "first"),
+    "high": ("price", "max"),
+    "low": ("price", "min"),
+    "close": ("price", "last"),
+    "volume": ("volume", "sum"),
+}
+LONG_TIMEFRAMES = frozenset({"1h", "1d"})
+LONG_BAR_RETENTION_DAYS = 730.0
+
+
+def resolve_redis_url(settings: RedisSettings | None = None) -> str:
+    """The Redis URL: ``REDIS_URL``/``HEADWATER_REDIS_URL`` if set, else the embedded Redis Stack's."""
+    settings = settings or RedisSettings()
+    if settings.url is not None:
+        return settings.url.get_secret_value()
+    from headwater.services import resolve  # the embedded default; imported lazily (it knows about processes)
+
+    return resolve().redis_url
+
+
+def connect(settings: RedisSettings | None = None, *, url: str | None = None, **kwargs: object) -> redis.Redis:
+    """A client for the configured Redis (the password comes from the URL, never from code or logs)."""
+    settings = settings or RedisSettings()
+    return redis.Redis.from_url(
+        url or resolve_redis_url(settings),
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        health_check_interval=30,
+        **kwargs,
+    )
+
+
+class TimeSeriesLayout:
+    """Creates the per-ticker series and compaction rules once, idempotently and race-safely.
+
+    Tick series keep ``tick_retention_days``; 1m/5m bars ``bar_retention_days``; 1h/1d bars two years.
+    Tick series use ``DUPLICATE_POLICY LAST`` (a replay rewrites the same value), except volume, which is
+    ``SUM`` because two prints can share a millisecond; exactly-once for volume is the writer's job (trade
+    high-water marks committed with the writes, see ``streamer.processor``).
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, streams: StreamSettings | None = None) -> None:
+        streams = streams or StreamSettings()
+        self.client = client
+        self.keys = keys
+        self.tick_retention_ms = int(streams.tick_retention_days * DAY_MS)
+        self.bar_retention_ms = int(streams.bar_retention_days * DAY_MS)
+        self._ready: set[str] = set()
+
+    def ensure(self, tickers: Iterable[str]) -> None:
+        """Create whatever series/rules of these tickers do not exist yet (cached per process)."""
+        missing = [t for t in tickers if t not in self._ready]
+        if not missing:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for ticker in missing:
+            self._queue_series(pipe, ticker)
+        _run_ignoring_exists(pipe)
+        pipe = self.client.pipeline(transaction=False)
+        for ticker in missing:
+            for timeframe, bucket_ms in TIMEFRAMES.items():
+                for bar_field, (tick_field, aggregation) in BAR_RULES.items():
+                    pipe.execute_command(
+                        "TS.CREATERULE",
+                        self.keys.tick(ticker, tick_field),
+                        self.keys.bar(ticker, timeframe, bar_field),
+                        "AGGREGATION",
+                        aggregation,
+                        bucket_ms,
+                    )
+        _run_ignoring_exists(pipe)
+        self._ready.update(missing)
+
+    def _queue_series(self, pipe: redis.client.Pipeline, ticker: str) -> None:
+        for field in TICK_FIELDS:
+            self._create(
+                pipe, self.keys.tick(ticker, field), self.tick_retention_ms, ticker, field, "tick",
+                duplicate_policy="SUM" if field == "volume" else "LAST",
+            )  # fmt: skip
+        for timeframe in TIMEFRAMES:
+            retention = (
+                int(LONG_BAR_RETENTION_DAYS * DAY_MS) if timeframe in LONG_TIMEFRAMES else self.bar_retention_ms
+            )
+            for bar_field in BAR_FIELDS:
+                self._create(
+                    pipe, self.keys.bar(ticker, timeframe, bar_field), retention, ticker, bar_field, "bar", timeframe
+                )
+
+    @staticmethod
+    def _create(
+        pipe: redis.client.Pipeline,
+        key: str,
+        retention_ms: int,
+        ticker: str,
+        field: str,
+        kind: str,
+        timeframe: str = "tick",
+        source: str = "polygon",
+        duplicate_policy: str = "LAST",
+    ) -> None:
+        pipe.execute_command(
+            "TS.CREATE", key,
+            "RETENTION", retention_ms,
+            "DUPLICATE_POLICY", duplicate_policy,
+            "LABELS", "ticker", ticker, "field", field, "kind", kind, "timeframe", timeframe, "source", source,
+        )  # fmt: skip
+
+
+def ensure_series(
+    client: redis.Redis, key: str, retention_ms: int, labels: dict[str, str], duplicate_policy: str = "LAST"
+) -> None:
+    """Create one series if it does not exist (any writer may call this; 'already exists' is fine)."""
+    args: list[object] = ["TS.CREATE", key, "RETENTION", retention_ms, "DUPLICATE_POLICY", duplicate_policy, "LABELS"]
+    for name, value in labels.items():
+        args += [name, value]
+    try:
+        client.execute_command(*args)
+    except ResponseError as exc:
+        if "already exists" not in str(exc):
+            raise
+
+
+_ALREADY = ("already exists", "already has a src rule")
+
+
+def _run_ignoring_exists(pipe: redis.client.Pipeline) -> None:
+    for result in pipe.execute(raise_on_error=False):
+        if isinstance(result, ResponseError) and not any(text in str(result) for text in _ALREADY):
+            raise result

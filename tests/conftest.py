@@ -1,0 +1,84 @@
+"""Session fixtures: real Redis Stack and Azurite on random ports, started once per test session.
+
+Set REDIS_URL (or HEADWATER_REDIS_URL) / AZURE_STORAGE_CONNECTION_STRING (or HEADWATER_BLOB_CONNECTION_STRING)
+to run the tests against external servers instead -- the same rule as the product. Every test writes only
+under its own ``key_prefix``, so tests can run in parallel against one server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from headwater import services
+
+
+def _external(name: str) -> str | None:
+    return next((os.environ[v] for v in services.EXTERNAL_ENV[name] if os.environ.get(v)), None)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL (with a per-session random password) of a Redis with the Stack modules."""
+    external = _external("redis")
+    if external:
+        services.check_redis_modules(external)
+        yield external
+        return
+    handle = services.start_redis(tmp_path_factory.mktemp("redis"), password=secrets.token_urlsafe(24))
+    try:
+        yield handle.url
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """One client shared by the whole session."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A namespace unique to this test, e.g. ``t1a2b3c4d:``; write keys (and index names) only under it."""
+    return f"t{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def r(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
+    """A fresh client for one test; afterwards deletes the test's keys and search indexes (by prefix)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        for index in client.execute_command("FT._LIST"):
+            name = index.decode() if isinstance(index, bytes) else str(index)
+            if name.startswith(key_prefix):
+                client.ft(name).dropindex(delete_documents=False)
+        batch = list(client.scan_iter(match=f"{key_prefix}*", count=1000))
+        for start in range(0, len(batch), 500):
+            client.unlink(*batch[start : start + 500])
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def blob_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Connection string of an Azure Blob endpoint (Azurite unless configured externally)."""
+    external = _external("azurite")
+    if external:
+        yield external
+        return
+    handle = services.start_azurite(tmp_path_factory.mktemp("azurite"))
+    try:
+        yield handle.url
+    finally:
+        handle.stop()
