@@ -30,7 +30,13 @@ class _Model(BaseModel):
 
 
 # -- real time -------------------------------------------------------------------------------------------
-class Trade(_Model):
+class _Wire(_Model):
+    """Strict: a JSON feed that sends ``"190.5"`` or ``true`` where a number belongs is malformed."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class Trade(_Wire):
     """A trade print (Polygon ``T`` event)."""
 
     kind: Literal["T"] = Field("T", validation_alias="ev")
@@ -45,7 +51,7 @@ class Trade(_Model):
     tape: int = Field(0, validation_alias=_alias("z", "tape"))
 
 
-class Quote(_Model):
+class Quote(_Wire):
     """A top-of-book quote (Polygon ``Q`` event). A zero price means no bid/ask on that side."""
 
     kind: Literal["Q"] = Field("Q", validation_alias="ev")
@@ -61,7 +67,7 @@ class Quote(_Model):
     tape: int = Field(0, validation_alias=_alias("z", "tape"))
 
 
-class Bar(_Model):
+class Bar(_Wire):
     """An OHLCV bar from any source; Polygon ``A``/``AM`` events validate into it directly."""
 
     kind: Literal["A", "AM", "bar"] = Field("bar", validation_alias="ev")

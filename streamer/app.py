@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 import orjson
@@ -46,8 +46,17 @@ def shard_tickers(tickers: Sequence[str], partitions: int, connections: int) -> 
 class Streamer:
     """Runs the connections, their stream writers, gap fill and metrics until stopped."""
 
-    def __init__(self, settings: Settings, tickers: Sequence[str], *, keys: Keys | None = None, redis_url: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tickers: Sequence[str],
+        *,
+        keys: Keys | None = None,
+        redis_url: str | None = None,
+        clock_ms: Callable[[], float] = lambda: time.time() * 1000,
+    ) -> None:
         self.settings = settings
+        self.clock_ms = clock_ms
         self.keys = keys or Keys(settings.redis.key_prefix)
         self.redis_url = redis_url or resolve_redis_url(settings.redis)
         polygon = settings.polygon
@@ -140,7 +149,7 @@ class Streamer:
         async def on_reconnect(n: int) -> None:
             if "AM" not in self.settings.polygon.channels:
                 return
-            disconnected_ms = max(writer.last_event.values(), default=int(time.time() * 1000))
+            disconnected_ms = max(writer.last_event.values(), default=int(self.clock_ms()))
             task = asyncio.create_task(self._fill_gaps(c, writer, shard, disconnected_ms, reconnect=n))
             self._gap_tasks.add(task)
             task.add_done_callback(self._gap_tasks.discard)
@@ -148,7 +157,7 @@ class Streamer:
         return on_reconnect
 
     async def _fill_gaps(self, c: int, writer: PartitionedStreamWriter, shard: list[str], disconnected_ms: int, reconnect: int) -> None:
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self.clock_ms())
         last_complete = (now_ms // MINUTE_MS) * MINUTE_MS - MINUTE_MS
         filled = 0
         for ticker in shard:

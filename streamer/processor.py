@@ -25,18 +25,19 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
 import redis
 from pydantic import ValidationError
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import ResponseError
 
-from headwater.keys import TICK_FIELDS, Keys
+from headwater.keys import TICK_FIELDS, TICKER_RE, Keys
 from headwater.models import MARKET_EVENT, MARKET_EVENTS, Bar, Quote, Trade
 from headwater.settings import StreamSettings
 from headwater.storage.redis import DAY_MS, TimeSeriesLayout, ensure_series
+from headwater.storage.transaction import guarded_transaction
 
 log = logging.getLogger("headwater.streamer.processor")
 
@@ -47,12 +48,20 @@ _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
 
 
+MAX_MS = 4 * 10**13  # the models' EpochMs bound
+INF = float("inf")
+SEQ_MASK = (1 << 40) - 1
+REBALANCE_S = 0.25  # heartbeat / lease renewal / fair-share check interval (capped at a third of the lease)
 CARRY_FLUSH_S = 0.01  # a ticker's held-back millisecond is written after this long without a newer one
 
 
 def _partition(stream: bytes) -> int:
     """``b"...stream:raw_market_data:{3}"`` -> 3."""
     return int(stream.rsplit(b"{", 1)[1].rstrip(b"}"))
+
+
+def _flat(pairs: Iterable[tuple[object, object]]) -> list[object]:
+    return [x for pair in pairs for x in pair]
 
 
 def _carry_value(row: list) -> str:
@@ -64,13 +73,12 @@ class _Batch:
     """What one commit writes."""
 
     samples: list[object] = field(default_factory=list)  # flat TS.MADD arguments
-    trades: dict[int, dict[str, list[list]]] = field(default_factory=dict)  # partition -> ticker -> [[t, price, size]]
-    hwm: dict[int, dict[str, str]] = field(default_factory=dict)
+    trades: dict[int, dict[str, list]] = field(default_factory=dict)  # partition -> ticker -> [t, price, size, ...]
+    hwm: dict[int, dict[str, int]] = field(default_factory=dict)
     carry: dict[int, dict[str, str | None]] = field(default_factory=dict)  # None = flushed (HDEL)
     dead: list[dict[bytes, bytes]] = field(default_factory=list)
     acks: dict[bytes, list[bytes]] = field(default_factory=dict)
-    latencies: list[int] = field(default_factory=list)
-    now_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    oldest: list[tuple[int, int]] = field(default_factory=list)  # (oldest event ms, events) per entry
 
 
 def default_consumer_name() -> str:
@@ -123,7 +131,8 @@ class MarketProcessor:
         self.layout = TimeSeriesLayout(client, keys, self.settings)
         self.stats = ProcessorStats()
         self.owned: set[int] = set()
-        self._hwm: dict[int, dict[str, tuple[int, int]]] = {}
+        self._hwm: dict[int, dict[str, int]] = {}  # partition -> ticker -> (day << 40 | seq) of the newest trade
+        self._valid_tickers: set[str] = set()
         self._carry: dict[int, dict[str, list]] = {}  # partition -> ticker -> [t, price, size, held_since]
         self._series_keys: dict[str, tuple[str, ...]] = {}
         self._agg_ready: set[str] = set()
@@ -137,25 +146,34 @@ class MarketProcessor:
 
     # -- ownership ---------------------------------------------------------------------------------------
     def rebalance(self) -> None:
-        """Heartbeat, renew leases, release extras beyond the fair share, acquire free partitions."""
+        """Heartbeat, renew leases, release extras beyond the fair share, acquire free partitions.
+
+        One pipelined round trip when nothing changes, so it runs often (every ``REBALANCE_S``) and a
+        worker that joins gets its share within a fraction of a second.
+        """
         now_ms = int(self.clock() * 1000)
+        owned = sorted(self.owned)
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(self.keys.workers_alive, {self.consumer: now_ms})
         pipe.zremrangebyscore(self.keys.workers_alive, "-inf", now_ms - 3 * self.lease_ms)
         pipe.zcard(self.keys.workers_alive)
-        alive = max(1, pipe.execute()[2])
+        for p in owned:
+            self._renew(keys=[self.keys.partition_lease(p)], args=[self.consumer, self.lease_ms], client=pipe)
+        replies = pipe.execute()
+        alive = max(1, replies[2])
         share = math.ceil(self.partitions / alive)
-        for p in sorted(self.owned):
-            if not self._renew(keys=[self.keys.partition_lease(p)], args=[self.consumer, self.lease_ms]):
+        for p, renewed in zip(owned, replies[3:]):
+            if not renewed:
                 log.warning("%s: lost the lease of partition %d", self.consumer, p)
                 self._drop(p)
         for p in sorted(self.owned, reverse=True)[: max(0, len(self.owned) - share)]:
             self.release(p)
-        for p in range(self.partitions):
-            if len(self.owned) >= share:
-                break
-            if p not in self.owned and self.client.set(self.keys.partition_lease(p), self.consumer, nx=True, px=self.lease_ms):
-                self._acquire(p)
+        if len(self.owned) < share:
+            for p in range(self.partitions):
+                if len(self.owned) >= share:
+                    break
+                if p not in self.owned and self.client.set(self.keys.partition_lease(p), self.consumer, nx=True, px=self.lease_ms):
+                    self._acquire(p)
 
     def _acquire(self, p: int) -> None:
         stream = self.keys.raw_market_data(p)
@@ -172,7 +190,7 @@ class MarketProcessor:
     def _load_state(self, p: int) -> None:
         """Trade high-water marks and held-back milliseconds of a partition, as last committed."""
         marks = self.client.hgetall(self.keys.trade_hwm(p))
-        self._hwm[p] = {k.decode(): (int(v.split(b":")[0]), int(v.split(b":")[1])) for k, v in marks.items()}
+        self._hwm[p] = {k.decode(): int(v.split(b":")[0]) << 40 | int(v.split(b":")[1]) for k, v in marks.items()}
         carries = self.client.hgetall(self.keys.trade_carry(p))
         now = time.monotonic()
         self._carry[p] = {}
@@ -232,7 +250,7 @@ class MarketProcessor:
         now = self.clock()
         if now >= self._next_rebalance:
             self.rebalance()
-            self._next_rebalance = now + self.lease_ms / 3000
+            self._next_rebalance = now + min(REBALANCE_S, self.lease_ms / 3000)
         if now >= self._next_sweep:
             for p in sorted(self.owned):
                 self._reclaim(p, self.settings.claim_idle_ms)
@@ -273,39 +291,119 @@ class MarketProcessor:
                 if poison and entry_id in poison:
                     work.dead.append(self._dead(stream, entry_id, payload, f"failed {self.settings.max_deliveries} deliveries"))
                     continue
-                self._collect(p, self._validate(stream, entry_id, payload, work.dead), work)
+                self._collect(p, stream, entry_id, payload, work)
         if not n_entries:
             return 0
         commit_ms = int(self.clock() * 1000)
         for p, by_ticker in work.trades.items():
-            self._emit_trades(p, by_ticker, work, commit_ms)
+            self._emit_trades(p, by_ticker, work)
         if self._commit(work):
             self.stats.batches += 1
             self.stats.entries += n_entries
-            self._record_latencies(work.latencies)
+            self._record_latencies(work.oldest, commit_ms)
         return n_entries
 
-    def _validate(self, stream: bytes, entry_id: bytes, payload: bytes, dead: list[dict[bytes, bytes]]) -> list[object]:
+    def _collect(self, p: int, stream: bytes, entry_id: bytes, payload: bytes, work: _Batch) -> None:
+        """The hot path: parse one entry and sort its events into the batch, checking them inline.
+
+        The checks are those of the strict ``Trade``/``Quote`` models on the fields that are stored (a ticker
+        of the schema's form, finite prices > 0, sizes >= 0, integer ms timestamps, integer sequence numbers),
+        without building model objects (~5x cheaper). An event that fails them is handed to the model, which
+        gives the dead-letter reason -- or, should it accept what the fast check refused, the event is kept.
+        Trades are merged per (ticker, ms); quotes and bars become samples directly.
+        """
         try:
-            return MARKET_EVENTS.validate_json(payload)
-        except ValidationError:
-            pass
-        try:  # isolate the bad events; the good ones of the frame are kept
-            raw_events = orjson.loads(payload)
+            events = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            dead.append(self._dead(stream, entry_id, payload, f"malformed JSON: {exc}"))
-            return []
-        if not isinstance(raw_events, list):
-            dead.append(self._dead(stream, entry_id, payload, "payload is not a JSON array"))
-            return []
-        good = []
-        for raw in raw_events:
-            try:
-                good.append(MARKET_EVENT.validate_python(raw))
-            except ValidationError as exc:
-                reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-                dead.append(self._dead(stream, entry_id, orjson.dumps(raw), f"invalid event: {reason}"))
-        return good
+            work.dead.append(self._dead(stream, entry_id, payload, f"malformed JSON: {exc}"))
+            return
+        if type(events) is not list:
+            work.dead.append(self._dead(stream, entry_id, payload, "payload is not a JSON array"))
+            return
+        stats = self.stats
+        valid = self._valid_tickers
+        series_keys = self._series_keys
+        hwm = self._hwm.setdefault(p, {})
+        marks = work.hwm.setdefault(p, {})
+        trades = work.trades.setdefault(p, {})
+        samples = work.samples
+        first_ts = 0
+        n_ok = 0
+        for e in events:
+            if type(e) is dict:
+                sym = e.get("sym")
+                if sym in valid or (type(sym) is str and self._new_ticker(sym)):
+                    ev = e.get("ev")
+                    t = e.get("t")
+                    if ev == "T":
+                        price = e.get("p")
+                        size = e.get("s")
+                        seq = e.get("q", 0)
+                        if (
+                            type(t) is int and 0 < t < MAX_MS and type(seq) is int
+                            and (type(price) is float or type(price) is int) and 0 < price < INF
+                            and (type(size) is float or type(size) is int) and 0 <= size < INF
+                        ):  # fmt: skip
+                            n_ok += 1
+                            first_ts = first_ts or t
+                            if seq:
+                                mark = (t // DAY_MS) << 40 | seq
+                                if mark <= hwm.get(sym, 0):
+                                    stats.duplicates_skipped += 1
+                                    continue
+                                hwm[sym] = marks[sym] = mark
+                            flat = trades.get(sym)
+                            if flat is None:
+                                trades[sym] = [t, price, size]
+                            elif flat[-3] == t:
+                                flat[-2] = price  # the later print's price; sizes add up
+                                flat[-1] += size
+                            else:
+                                flat += (t, price, size)
+                            continue
+                    elif ev == "Q":
+                        bid, ask, bid_size, ask_size = e.get("bp"), e.get("ap"), e.get("bs", 0), e.get("as", 0)
+                        if (
+                            type(t) is int and 0 < t < MAX_MS
+                            and (type(bid) is float or type(bid) is int) and 0 <= bid < INF
+                            and (type(ask) is float or type(ask) is int) and 0 <= ask < INF
+                            and (type(bid_size) is float or type(bid_size) is int) and 0 <= bid_size < INF
+                            and (type(ask_size) is float or type(ask_size) is int) and 0 <= ask_size < INF
+                        ):  # fmt: skip
+                            n_ok += 1
+                            first_ts = first_ts or t
+                            ks = series_keys.get(sym) or self._keys_for(sym)
+                            samples += (ks[2], t, bid, ks[3], t, ask, ks[4], t, bid_size, ks[5], t, ask_size)
+                            continue
+            self._slow_path(p, stream, entry_id, e, work)
+        stats.events += n_ok
+        if first_ts:
+            work.oldest.append((first_ts, n_ok))
+
+    def _new_ticker(self, sym: str) -> bool:
+        if TICKER_RE.match(sym):
+            self._valid_tickers.add(sym)
+            return True
+        return False
+
+    def _slow_path(self, p: int, stream: bytes, entry_id: bytes, raw: object, work: _Batch) -> None:
+        """Bars, and events the fast checks refused: the strict model decides (and says why)."""
+        try:
+            event = MARKET_EVENT.validate_json(orjson.dumps(raw))
+        except ValidationError as exc:
+            reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            work.dead.append(self._dead(stream, entry_id, orjson.dumps(raw), f"invalid event: {reason}"))
+            return
+        self.stats.events += 1
+        if type(event) is Bar:
+            self._collect_bar(event, work.samples)
+            self.stats.bars += 1
+        elif type(event) is Trade:  # accepted by the model although the fast check refused it: keep it
+            work.trades.setdefault(p, {}).setdefault(event.ticker, []).extend((event.ts, event.price, event.size))
+        elif type(event) is Quote:
+            ks = self._keys_for(event.ticker)
+            work.samples += (ks[2], event.ts, event.bid, ks[3], event.ts, event.ask,
+                             ks[4], event.ts, event.bid_size, ks[5], event.ts, event.ask_size)  # fmt: skip
 
     def _dead(self, stream: bytes, entry_id: bytes, raw: bytes, reason: str) -> dict[bytes, bytes]:
         self.stats.dead_letters += 1
@@ -325,70 +423,35 @@ class MarketProcessor:
             ks = self._series_keys[ticker] = tuple(self.keys.tick(ticker, f) for f in TICK_FIELDS)
         return ks
 
-    def _collect(self, p: int, events: list[object], work: _Batch) -> None:
-        """Sort one entry's events into the batch: trades merged per (ticker, ms), quotes/bars as samples."""
-        stats = self.stats
-        hwm = self._hwm.setdefault(p, {})
-        trades = work.trades.setdefault(p, {})
-        marks = work.hwm.setdefault(p, {})
-        samples = work.samples
-        for e in events:
-            stats.events += 1
-            if type(e) is Trade:
-                if e.seq:
-                    mark = (e.ts // DAY_MS, e.seq)
-                    if mark <= hwm.get(e.ticker, (0, 0)):
-                        stats.duplicates_skipped += 1
-                        continue
-                    hwm[e.ticker] = mark
-                    marks[e.ticker] = f"{mark[0]}:{mark[1]}"
-                stats.trades += 1
-                merged = trades.get(e.ticker)
-                if merged is None:
-                    trades[e.ticker] = [[e.ts, e.price, e.size]]
-                elif merged[-1][0] == e.ts:
-                    merged[-1][1] = e.price  # the later print's price; sizes add up
-                    merged[-1][2] += e.size
-                else:
-                    merged.append([e.ts, e.price, e.size])
-            elif type(e) is Quote:
-                ks = self._keys_for(e.ticker)
-                samples.extend((ks[2], e.ts, e.bid, ks[3], e.ts, e.ask, ks[4], e.ts, e.bid_size, ks[5], e.ts, e.ask_size))
-                work.latencies.append(work.now_ms - e.ts)
-                stats.quotes += 1
-            elif type(e) is Bar:
-                self._collect_bar(e, samples)
-                stats.bars += 1
-
-    def _emit_trades(self, p: int, by_ticker: dict[str, list[list]], work: _Batch, commit_ms: int) -> None:
+    def _emit_trades(self, p: int, by_ticker: dict[str, list], work: _Batch) -> None:
         """Write each ticker's merged trades except its newest millisecond, which becomes the carry.
 
         A millisecond is written once: rewriting a timestamp of a series with compaction rules makes
         RedisTimeSeries rescan the open buckets (measured: ~140x slower). The carry is committed with the
         batch, so a crash loses nothing; it is written when a later millisecond arrives or after
-        ``CARRY_FLUSH_S`` without one.
+        ``CARRY_FLUSH_S`` without one. ``by_ticker`` holds flat ``[t, price, size, t, price, size, ...]``.
         """
         carry = self._carry.setdefault(p, {})
+        carry_out = work.carry.setdefault(p, {})
         now = time.monotonic()
-        for ticker, rows in by_ticker.items():
+        samples = work.samples
+        for ticker, flat in by_ticker.items():
             held = carry.get(ticker)
             if held is not None:
-                if held[0] == rows[0][0]:
-                    rows[0][2] += held[2]
+                if held[0] == flat[0]:
+                    flat[2] += held[2]
                 else:
-                    rows.insert(0, held[:3])
-            newest = rows.pop()
+                    flat[0:0] = held[:3]
+            newest = flat[-3:]
+            del flat[-3:]
             carry[ticker] = [*newest, now]
-            work.carry.setdefault(p, {})[ticker] = _carry_value(newest)
-            if rows:
-                self._add_trade_samples(ticker, rows, work, commit_ms)
-
-    def _add_trade_samples(self, ticker: str, rows: list[list], work: _Batch, commit_ms: int) -> None:
-        ks = self._keys_for(ticker)
-        extend = work.samples.extend
-        for t, price, size in rows:
-            extend((ks[0], t, price, ks[1], t, size))
-            work.latencies.append(commit_ms - t)
+            carry_out[ticker] = _carry_value(newest)
+            if flat:
+                ks = self._series_keys.get(ticker) or self._keys_for(ticker)
+                price_key, volume_key = ks[0], ks[1]
+                for i in range(0, len(flat), 3):
+                    t = flat[i]
+                    samples += (price_key, t, flat[i + 1], volume_key, t, flat[i + 2])
 
     def flush_carries(self, older_than_s: float = 0.0) -> None:
         """Write held-back milliseconds older than ``older_than_s`` (idle tickers, shutdown, hand-over)."""
@@ -399,14 +462,17 @@ class MarketProcessor:
             carry = self._carry.get(p, {})
             due = [t for t, held in carry.items() if now - held[3] >= older_than_s]
             for ticker in due:
-                self._add_trade_samples(ticker, [carry[ticker][:3]], work, commit_ms)
+                t, price, size, _ = carry[ticker]
+                ks = self._keys_for(ticker)
+                work.samples += (ks[0], t, price, ks[1], t, size)
+                work.oldest.append((t, 1))
                 work.carry.setdefault(p, {})[ticker] = None
             work.acks.setdefault(self.keys.raw_market_data(p).encode(), [])
         if any(work.carry.values()) and self._commit(work):
             for p, tickers in work.carry.items():
                 for ticker in tickers:
                     self._carry.get(p, {}).pop(ticker, None)
-            self._record_latencies(work.latencies)
+            self._record_latencies(work.oldest, commit_ms)
 
     def _collect_bar(self, bar: Bar, samples: list[object]) -> None:
         timeframe = "1s" if bar.kind == "A" else bar.timeframe
@@ -421,11 +487,13 @@ class MarketProcessor:
                 self._agg_ready.add(key)
             samples.extend((key, bar.start, value))
 
-    def _record_latencies(self, latencies: list[int]) -> None:
+    def _record_latencies(self, oldest: list[tuple[int, int]], commit_ms: int) -> None:
+        """Tick-to-TimeSeries latency per entry (its oldest event), weighted by the entry's events."""
         hist = self.stats.latency_ms_hist
-        for ms in latencies:
+        for t, n in oldest:
+            ms = commit_ms - t
             bucket = ms if ms < 1000 else 1000
-            hist[bucket] = hist.get(bucket, 0) + 1
+            hist[bucket] = hist.get(bucket, 0) + n
 
     def _commit(self, work: _Batch) -> bool:
         """MULTI/EXEC (guarded by the leases) for writes + marks + carries + dead letters, then XACK.
@@ -437,28 +505,23 @@ class MarketProcessor:
         """
         partitions = sorted({_partition(s) for s in work.acks})
         leases = [self.keys.partition_lease(p) for p in partitions]
-        try:
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.watch(*leases)
-                if any(owner != self._me for owner in pipe.mget(leases)):
-                    raise WatchError("lease moved before commit")
-                pipe.multi()
-                for i in range(0, len(work.samples), MADD_CHUNK):
-                    pipe.execute_command("TS.MADD", *work.samples[i : i + MADD_CHUNK])
-                for p, marks in work.hwm.items():
-                    if marks:
-                        pipe.hset(self.keys.trade_hwm(p), mapping=marks)
-                for p, carries in work.carry.items():
-                    held = {t: v for t, v in carries.items() if v is not None}
-                    flushed = [t for t, v in carries.items() if v is None]
-                    if held:
-                        pipe.hset(self.keys.trade_carry(p), mapping=held)
-                    if flushed:
-                        pipe.hdel(self.keys.trade_carry(p), *flushed)
-                for fields in work.dead:
-                    pipe.xadd(self.keys.dead_letter, fields, maxlen=1_000_000, approximate=True)
-                results = pipe.execute(raise_on_error=False)
-        except WatchError:
+        commands: list[tuple] = []
+        for i in range(0, len(work.samples), MADD_CHUNK):
+            commands.append(("TS.MADD", *work.samples[i : i + MADD_CHUNK]))
+        for p, marks in work.hwm.items():
+            if marks:
+                commands.append(("HSET", self.keys.trade_hwm(p), *_flat((t, f"{m >> 40}:{m & SEQ_MASK}") for t, m in marks.items())))
+        for p, carries in work.carry.items():
+            held = [(t, v) for t, v in carries.items() if v is not None]
+            flushed = [t for t, v in carries.items() if v is None]
+            if held:
+                commands.append(("HSET", self.keys.trade_carry(p), *_flat(held)))
+            if flushed:
+                commands.append(("HDEL", self.keys.trade_carry(p), *flushed))
+        for fields in work.dead:
+            commands.append(("XADD", self.keys.dead_letter, "MAXLEN", "~", 1_000_000, "*", *_flat(fields.items())))
+        results = guarded_transaction(self.client, leases, [self._me] * len(leases), commands)
+        if results is None:
             self.stats.aborted_batches += 1
             log.warning("%s: lease lost during a batch; nothing written, its entries stay pending", self.consumer)
             for p in partitions:
@@ -470,7 +533,7 @@ class MarketProcessor:
                     self._load_state(p)
                 raise result  # entries stay pending; after max_deliveries they are dead-lettered
             if isinstance(result, list):  # TS.MADD: per-sample errors (e.g. older than the retention)
-                rejected = [r for r in result if isinstance(r, ResponseError)]
+                rejected = [r for r in result if type(r) is not int]
                 if rejected:
                     self.stats.rejected_samples += len(rejected)
                     log.warning("%s: %d samples rejected by TimeSeries: %s", self.consumer, len(rejected), rejected[0])

@@ -1,0 +1,32 @@
+# Headwater: the two commands a newcomer needs are `make demo` and `make test` (see README).
+PY := .venv/bin/python
+
+.PHONY: install demo test test-fast up down status bench help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+install:  ## create/update .venv and node_modules (quick when nothing changed)
+	@bash scripts/bootstrap.sh
+
+demo: install  ## start the embedded services and run the pipeline end to end on the provider stand-ins
+	$(PY) scripts/demo.py
+
+test: install  ## run the whole test suite against real Redis Stack, Azurite, Prefect and the stand-ins
+	$(PY) -m pytest
+
+test-fast: install  ## the suite without the slow tests
+	$(PY) -m pytest -m "not slow"
+
+up: install  ## start the embedded services (Redis Stack, Azurite, Prefect, provider stand-ins) in the background
+	$(PY) -m headwater.services up
+
+down:  ## stop the embedded services
+	$(PY) -m headwater.services down
+
+status:  ## services and pipeline status
+	$(PY) -m headwater.services status
+	$(PY) -m headwater.status
+
+bench: install  ## run every benchmark (prints one JSON object each)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b --json; done
