@@ -17,6 +17,7 @@ from headwater.keys import TICKER_RE
 
 Ticker = Annotated[str, Field(pattern=TICKER_RE.pattern)]
 EpochMs = Annotated[int, Field(gt=0, lt=10**13 * 4)]  # > 0 and before the year ~3200: catches s/us/ns mix-ups
+Sequence = Annotated[int, Field(ge=0, lt=2**63)]
 Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -33,7 +34,7 @@ class _Model(BaseModel):
 class _Wire(_Model):
     """Strict: a JSON feed that sends ``"190.5"`` or ``true`` where a number belongs is malformed."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, str_strip_whitespace=False)
 
 
 class Trade(_Wire):
@@ -47,7 +48,7 @@ class Trade(_Wire):
     exchange: int = Field(0, validation_alias=_alias("x", "exchange"))
     trade_id: str = Field("", validation_alias=_alias("i", "trade_id"))
     conditions: tuple[int, ...] = Field((), validation_alias=_alias("c", "conditions"))
-    seq: int = Field(0, validation_alias=_alias("q", "seq"))
+    seq: Sequence = Field(0, validation_alias=_alias("q", "seq"))
     tape: int = Field(0, validation_alias=_alias("z", "tape"))
 
 
@@ -63,7 +64,7 @@ class Quote(_Wire):
     bid_exchange: int = Field(0, validation_alias=_alias("bx", "bid_exchange"))
     ask_exchange: int = Field(0, validation_alias=_alias("ax", "ask_exchange"))
     ts: EpochMs = Field(validation_alias=_alias("t", "ts"))
-    seq: int = Field(0, validation_alias=_alias("q", "seq"))
+    seq: Sequence = Field(0, validation_alias=_alias("q", "seq"))
     tape: int = Field(0, validation_alias=_alias("z", "tape"))
 
 

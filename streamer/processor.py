@@ -50,7 +50,8 @@ _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPI
 
 MAX_MS = 4 * 10**13  # the models' EpochMs bound
 INF = float("inf")
-SEQ_MASK = (1 << 40) - 1
+MAX_SEQ = 2**63  # the models' Sequence bound
+SEQ_MASK = (1 << 64) - 1
 REBALANCE_S = 0.25  # heartbeat / lease renewal / fair-share check interval (capped at a third of the lease)
 CARRY_FLUSH_S = 0.01  # a ticker's held-back millisecond is written after this long without a newer one
 
@@ -99,6 +100,7 @@ class ProcessorStats:
     rejected_samples: int = 0
     reclaimed: int = 0
     aborted_batches: int = 0
+    fast_path_refusals: int = 0  # events the inline checks refused but the strict model accepted (kept)
     latency_ms_hist: dict[int, int] = field(default_factory=dict)  # bucket (ms, capped) -> count
 
     def as_dict(self) -> dict[str, object]:
@@ -131,7 +133,7 @@ class MarketProcessor:
         self.layout = TimeSeriesLayout(client, keys, self.settings)
         self.stats = ProcessorStats()
         self.owned: set[int] = set()
-        self._hwm: dict[int, dict[str, int]] = {}  # partition -> ticker -> (day << 40 | seq) of the newest trade
+        self._hwm: dict[int, dict[str, int]] = {}  # partition -> ticker -> (day << 64 | seq) of the newest trade
         self._valid_tickers: set[str] = set()
         self._carry: dict[int, dict[str, list]] = {}  # partition -> ticker -> [t, price, size, held_since]
         self._series_keys: dict[str, tuple[str, ...]] = {}
@@ -190,7 +192,7 @@ class MarketProcessor:
     def _load_state(self, p: int) -> None:
         """Trade high-water marks and held-back milliseconds of a partition, as last committed."""
         marks = self.client.hgetall(self.keys.trade_hwm(p))
-        self._hwm[p] = {k.decode(): int(v.split(b":")[0]) << 40 | int(v.split(b":")[1]) for k, v in marks.items()}
+        self._hwm[p] = {k.decode(): int(v.split(b":")[0]) << 64 | int(v.split(b":")[1]) for k, v in marks.items()}
         carries = self.client.hgetall(self.keys.trade_carry(p))
         now = time.monotonic()
         self._carry[p] = {}
@@ -332,7 +334,7 @@ class MarketProcessor:
         for e in events:
             if type(e) is dict:
                 sym = e.get("sym")
-                if sym in valid or (type(sym) is str and self._new_ticker(sym)):
+                if type(sym) is str and (sym in valid or self._new_ticker(sym)):
                     ev = e.get("ev")
                     t = e.get("t")
                     if ev == "T":
@@ -340,14 +342,14 @@ class MarketProcessor:
                         size = e.get("s")
                         seq = e.get("q", 0)
                         if (
-                            type(t) is int and 0 < t < MAX_MS and type(seq) is int
+                            type(t) is int and 0 < t < MAX_MS and type(seq) is int and 0 <= seq < MAX_SEQ
                             and (type(price) is float or type(price) is int) and 0 < price < INF
                             and (type(size) is float or type(size) is int) and 0 <= size < INF
                         ):  # fmt: skip
                             n_ok += 1
                             first_ts = first_ts or t
                             if seq:
-                                mark = (t // DAY_MS) << 40 | seq
+                                mark = (t // DAY_MS) << 64 | seq
                                 if mark <= hwm.get(sym, 0):
                                     stats.duplicates_skipped += 1
                                     continue
@@ -363,8 +365,9 @@ class MarketProcessor:
                             continue
                     elif ev == "Q":
                         bid, ask, bid_size, ask_size = e.get("bp"), e.get("ap"), e.get("bs", 0), e.get("as", 0)
+                        seq = e.get("q", 0)
                         if (
-                            type(t) is int and 0 < t < MAX_MS
+                            type(t) is int and 0 < t < MAX_MS and type(seq) is int and 0 <= seq < MAX_SEQ
                             and (type(bid) is float or type(bid) is int) and 0 <= bid < INF
                             and (type(ask) is float or type(ask) is int) and 0 <= ask < INF
                             and (type(bid_size) is float or type(bid_size) is int) and 0 <= bid_size < INF
@@ -399,8 +402,10 @@ class MarketProcessor:
             self._collect_bar(event, work.samples)
             self.stats.bars += 1
         elif type(event) is Trade:  # accepted by the model although the fast check refused it: keep it
+            self.stats.fast_path_refusals += 1
             work.trades.setdefault(p, {}).setdefault(event.ticker, []).extend((event.ts, event.price, event.size))
         elif type(event) is Quote:
+            self.stats.fast_path_refusals += 1
             ks = self._keys_for(event.ticker)
             work.samples += (ks[2], event.ts, event.bid, ks[3], event.ts, event.ask,
                              ks[4], event.ts, event.bid_size, ks[5], event.ts, event.ask_size)  # fmt: skip
@@ -510,7 +515,7 @@ class MarketProcessor:
             commands.append(("TS.MADD", *work.samples[i : i + MADD_CHUNK]))
         for p, marks in work.hwm.items():
             if marks:
-                commands.append(("HSET", self.keys.trade_hwm(p), *_flat((t, f"{m >> 40}:{m & SEQ_MASK}") for t, m in marks.items())))
+                commands.append(("HSET", self.keys.trade_hwm(p), *_flat((t, f"{m >> 64}:{m & SEQ_MASK}") for t, m in marks.items())))
         for p, carries in work.carry.items():
             held = [(t, v) for t, v in carries.items() if v is not None]
             flushed = [t for t, v in carries.items() if v is None]

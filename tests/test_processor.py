@@ -190,3 +190,48 @@ def test_worker_killed_mid_batch_loses_nothing_and_writes_nothing_twice(r, redis
     assert dict(series(r, keys.tick("TSLA", "price"))) == want_price
     assert dict(series(r, keys.tick("TSLA", "volume"))) == want_volume
     assert r.xlen(keys.dead_letter) == 0
+
+
+_MUTATIONS = [None, "1", True, False, -1, 0, 0.0, -0.5, float("nan"), float("inf"), 1.5, 2**62, [], {}]
+
+
+def _corpus() -> list[dict]:
+    base_t = {"ev": "T", "sym": "IBM", "p": 150.25, "s": 10, "t": T0 + 1, "q": 7}
+    base_q = {"ev": "Q", "sym": "IBM", "bp": 150.2, "ap": 150.3, "bs": 1, "as": 2, "t": T0 + 2, "q": 8}
+    corpus = [base_t, base_q]
+    for base in (base_t, base_q):
+        for field in [k for k in base if k != "ev"]:
+            corpus.append({k: v for k, v in base.items() if k != field})  # missing
+            for value in _MUTATIONS + ["ibm", "IBM ", "I" * 11, "BRK.B"]:
+                if isinstance(value, float) and value != value:
+                    continue  # NaN is not JSON; orjson writes null
+                corpus.append({**base, field: value})
+    return corpus
+
+
+def test_stored_if_and_only_if_the_strict_model_accepts(r, key_prefix):
+    """The inline checks of the hot path agree with the strict models on every stored field."""
+    from headwater.models import MARKET_EVENT
+
+    keys = Keys(key_prefix)
+    corpus = _corpus()
+    for i, event in enumerate(corpus):  # distinct times and sequence numbers, so no event shadows another
+        if type(event.get("t")) is int and event["t"] in (T0 + 1, T0 + 2):
+            event["t"] = T0 + 1000 * (i + 1)
+        if type(event.get("q")) is int and event["q"] in (7, 8):
+            event["q"] = 100 + i
+    expected_ok = []
+    for event in corpus:
+        try:
+            MARKET_EVENT.validate_json(orjson.dumps(event))
+            expected_ok.append(True)
+        except Exception:  # noqa: BLE001
+            expected_ok.append(False)
+    for event in corpus:
+        r.xadd(keys.raw_market_data(0), {"d": orjson.dumps([event])})
+    proc = MarketProcessor(r, keys, settings(), consumer="c1")
+    drain(proc)
+    assert proc.stats.events == sum(expected_ok)
+    assert proc.stats.dead_letters == len(corpus) - sum(expected_ok)
+    assert proc.stats.fast_path_refusals == 0
+    assert sum(expected_ok) > 10 and len(corpus) - sum(expected_ok) > 100
