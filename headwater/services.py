@@ -51,14 +51,16 @@ log = logging.getLogger("headwater.services")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 
-#: Service names, in start order (``down`` stops them in reverse).
-SERVICES = ("redis", "azurite", "prefect")
+#: Service names, in start order (``down`` stops them in reverse). "standins" are the local provider
+#: stand-ins (Polygon WebSocket + every REST provider), used by providers in simulated mode.
+SERVICES = ("redis", "azurite", "prefect", "standins")
 
 #: Environment variables that point a service at an external instance (first set wins, as in settings).
 EXTERNAL_ENV: dict[str, tuple[str, ...]] = {
     "redis": ("HEADWATER_REDIS_URL", "REDIS_URL"),
     "azurite": ("HEADWATER_BLOB_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING"),
     "prefect": ("PREFECT_API_URL",),
+    "standins": ("HEADWATER_STANDIN_HTTP_URL",),
 }
 
 #: Modules Headwater needs -> (.so in the redis-stack wheel, extra load args, names MODULE LIST may use,
@@ -85,7 +87,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_ARCHIVE_MIRROR = "http://archive.debian.org/debian"  # where bullseye goes once it leaves the mirrors
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
-_PROCESS_MARKERS = {"redis": "redis-server", "azurite": "azurite-blob", "prefect": "prefect"}
+_PROCESS_MARKERS = {"redis": "redis-server", "azurite": "azurite-blob", "prefect": "prefect", "standins": "-m standins"}
 
 #: Processes ``up`` started from this interpreter, by pid: they outlive the call, and ``down`` reaps them.
 _detached: dict[int, subprocess.Popen[bytes]] = {}
@@ -355,6 +357,7 @@ class ServiceHandle:
     url: str = field(repr=False)
     log_path: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. the stand-ins' ws_port
 
     @property
     def safe_url(self) -> str:
@@ -733,6 +736,40 @@ def start_prefect(home: Path, port: int | None = None, *, timeout: float = 90.0)
     return handle
 
 
+def _standins_healthy(http_url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{http_url}/_control/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_standins(data_dir: Path, *, rate: float = 2000.0, timeout: float = 60.0) -> ServiceHandle:
+    """Start the provider stand-ins (``python -m standins``) on two free loopback ports.
+
+    The handle's ``port`` is the HTTP stand-in's; the WebSocket port is in ``handle.extra["ws_port"]``.
+    """
+    data_dir = Path(data_dir).absolute()
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(port: int) -> ServiceHandle:
+        ws_port = free_port()
+        cmd = [sys.executable, "-m", "standins", "--host", LOOPBACK, "--http-port", str(port),
+               "--ws-port", str(ws_port), "--rate", str(rate)]  # fmt: skip
+        url = f"http://{LOOPBACK}:{port}"
+        handle = _launch("standins", cmd, port=port, url=url, log_path=data_dir / "standins.log",
+                         ready=lambda: _standins_healthy(url), timeout=timeout, cwd=REPO_ROOT,
+                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
+        handle.extra["ws_port"] = ws_port
+        return handle
+
+    started = time.monotonic()
+    handle = _on_free_port(None, start)
+    log.info("provider stand-ins up: REST http://%s:%d, WebSocket ws://%s:%d/stocks in %.1fs", LOOPBACK, handle.port,
+             LOOPBACK, handle.extra["ws_port"], time.monotonic() - started)  # fmt: skip
+    return handle
+
+
 # --------------------------------------------------------------------------------------------------------
 # The persistent embedded stack (up / down / status / resolve)
 # --------------------------------------------------------------------------------------------------------
@@ -745,12 +782,15 @@ class Endpoints:
     redis_url: str
     blob_connection_string: str
     prefect_api_url: str | None
+    standin_http_url: str | None = None
+    standin_ws_url: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"Endpoints(redis_url={redact_url(self.redis_url)!r}, "
             f"blob_connection_string={redact_url(self.blob_connection_string)!r}, "
-            f"prefect_api_url={self.prefect_api_url!r})"
+            f"prefect_api_url={self.prefect_api_url!r}, standin_http_url={self.standin_http_url!r}, "
+            f"standin_ws_url={self.standin_ws_url!r})"
         )
 
 
@@ -786,6 +826,7 @@ def _write_state(state: dict[str, dict[str, Any]]) -> None:
 def _record(handle: ServiceHandle) -> dict[str, Any]:
     """What services.json keeps about a service: never the password."""
     return {
+        **handle.extra,
         "pid": handle.pid,
         "port": handle.port,
         "log": str(handle.log_path),
@@ -806,18 +847,20 @@ def _embedded_url(name: str, port: int) -> str:
         return f"redis://:{urllib.parse.quote(redis_password(create=False), safe='')}@{LOOPBACK}:{port}/0"
     if name == "azurite":
         return azurite_connection_string(port)
+    if name == "standins":
+        return f"http://{LOOPBACK}:{port}"
     return f"http://{LOOPBACK}:{port}/api"
 
 
 def _healthy(name: str, url: str) -> bool:
-    probe = {"redis": _redis_ping, "azurite": _blob_ready, "prefect": _prefect_healthy}[name]
+    probe = {"redis": _redis_ping, "azurite": _blob_ready, "prefect": _prefect_healthy, "standins": _standins_healthy}[name]
     try:
         return probe(url)
     except Exception:  # noqa: BLE001 - any failure is "unhealthy"
         return False
 
 
-def up(*, prefect: bool = True) -> Endpoints:
+def up(*, prefect: bool = True, standins: bool = True) -> Endpoints:
     """Start the embedded services that are not running and not configured externally; return endpoints.
 
     An external Redis is still checked for the required modules (before anything is started).
@@ -842,9 +885,10 @@ def up(*, prefect: bool = True) -> Endpoints:
             "redis": lambda: start_redis(home / "redis", password=redis_password()),
             "azurite": lambda: start_azurite(home / "azurite"),
             "prefect": lambda: start_prefect(home / "prefect"),
+            "standins": lambda: start_standins(home / "standins"),
         }
         for name in SERVICES:
-            if name == "prefect" and not prefect:
+            if (name == "prefect" and not prefect) or (name == "standins" and not standins):
                 continue
             external = _external(name)
             if external:
@@ -930,7 +974,20 @@ def resolve() -> Endpoints:
             f"{' and '.join(missing)} not running and not configured: run `python -m headwater.services up` "
             f"(or `make demo`), or {hint}."
         )
-    return Endpoints(str(found["redis"]), str(found["azurite"]), found["prefect"])
+    ws_url = os.environ.get("HEADWATER_STANDIN_WS_URL")
+    standins_entry = _running(state, "standins")
+    if ws_url is None and standins_entry and "ws_port" in standins_entry:
+        ws_url = f"ws://{LOOPBACK}:{standins_entry['ws_port']}/stocks"
+    return Endpoints(str(found["redis"]), str(found["azurite"]), found["prefect"], found["standins"], ws_url)
+
+
+def standin_urls() -> tuple[str | None, str | None]:
+    """(REST, WebSocket) URLs of the running embedded stand-ins, or (None, None); never raises."""
+    state = _read_state()
+    entry = _running(state, "standins")
+    if not entry:
+        return None, None
+    return _embedded_url("standins", int(entry["port"])), f"ws://{LOOPBACK}:{entry.get('ws_port')}/stocks"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -953,7 +1010,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m headwater.services",
         description=(
-            "Run Headwater's embedded services (Redis Stack, Azurite, Prefect server) as local processes. "
+            "Run Headwater's embedded services (Redis Stack, Azurite, Prefect server, provider stand-ins) as local "
+            "processes. "
             f"State lives in $HEADWATER_HOME (default {REPO_ROOT / '.headwater'}). A service is skipped when "
             "its external configuration is set: REDIS_URL/HEADWATER_REDIS_URL, "
             "AZURE_STORAGE_CONNECTION_STRING/HEADWATER_BLOB_CONNECTION_STRING, PREFECT_API_URL."
@@ -963,6 +1021,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{up,down,status,env,ensure-libs}")
     p_up = sub.add_parser("up", help="start the services that are not running (idempotent)")
     p_up.add_argument("--no-prefect", action="store_true", help="do not start a Prefect server")
+    p_up.add_argument("--no-standins", action="store_true", help="do not start the provider stand-ins")
     p_up.add_argument("--json", action="store_true", help="print the resulting status as one JSON object")
     sub.add_parser("down", help="stop the services `up` started (data is kept)")
     p_status = sub.add_parser("status", help="show each service: running/stopped/external, port, pid, health")
@@ -987,7 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)  # azure-core logs every HTTP request at INFO
     try:
         if args.command == "up":
-            up(prefect=not args.no_prefect)
+            up(prefect=not args.no_prefect, standins=not args.no_standins)
             _print_status(status(), args.json)
         elif args.command == "down":
             if not down():
@@ -1000,6 +1059,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export AZURE_STORAGE_CONNECTION_STRING={shlex.quote(endpoints.blob_connection_string)}")
             if endpoints.prefect_api_url:
                 print(f"export PREFECT_API_URL={shlex.quote(endpoints.prefect_api_url)}")
+            if endpoints.standin_http_url:
+                print(f"export HEADWATER_STANDIN_HTTP_URL={shlex.quote(endpoints.standin_http_url)}")
+            if endpoints.standin_ws_url:
+                print(f"export HEADWATER_STANDIN_WS_URL={shlex.quote(endpoints.standin_ws_url)}")
         elif args.command == "ensure-libs":
             lib_dir = ensure_openssl11()
             log.info("OpenSSL 1.1: %s", lib_dir or "provided by the system (nothing to do)")

@@ -14,7 +14,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, ClassVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "your-api-key", "xxx", "secret", "todo"})
@@ -38,12 +38,23 @@ class _Base(BaseSettings):
 
 
 class StandInSettings(_Base):
-    """Where the local provider stand-ins listen (set by ``headwater.services up`` or the test fixtures)."""
+    """Where the local provider stand-ins listen: the environment, else the ones ``headwater.services up`` runs."""
 
     model_config = SettingsConfigDict(env_prefix="HEADWATER_STANDIN_")
     http_url: str | None = Field(None, description="Base URL of the HTTP provider stand-in, e.g. http://127.0.0.1:8765")
     ws_url: str | None = Field(None, description="URL of the Polygon WebSocket stand-in, e.g. ws://127.0.0.1:8766/stocks")
     api_key: SecretStr = Field(SecretStr("demo-key"), description="Key the stand-ins accept")
+    discover: bool = Field(True, description="Fall back to the embedded stand-ins recorded by headwater.services")
+
+    @model_validator(mode="after")
+    def _discover(self) -> StandInSettings:
+        if self.discover and (self.http_url is None or self.ws_url is None):
+            from headwater.services import standin_urls  # lazily: it reads the services state file
+
+            http_url, ws_url = standin_urls()
+            object.__setattr__(self, "http_url", self.http_url or http_url)
+            object.__setattr__(self, "ws_url", self.ws_url or ws_url)
+        return self
 
 
 class _ProviderSettings(_Base):
@@ -179,10 +190,9 @@ class EdgarSettings(_ProviderSettings):
     block_cooloff_s: Annotated[float, Field(ge=0, le=3600)] = 600.0
 
     @property
-    def effective_mode(self) -> ProviderMode:  # EDGAR is keyless: live unless told otherwise or no UA
-        if self.mode is not None:
-            return self.mode
-        return ProviderMode.LIVE if self.user_agent else ProviderMode.SIMULATED
+    def effective_mode(self) -> ProviderMode:
+        """EDGAR needs no key, so live must be asked for (``HEADWATER_EDGAR_MODE=live``)."""
+        return self.mode or ProviderMode.SIMULATED
 
 
 class TranscriptSettings(_ProviderSettings):

@@ -330,7 +330,7 @@ class MarketProcessor:
         trades = work.trades.setdefault(p, {})
         samples = work.samples
         first_ts = 0
-        n_ok = 0
+        n_trades = n_quotes = 0
         for e in events:
             if type(e) is dict:
                 sym = e.get("sym")
@@ -346,7 +346,7 @@ class MarketProcessor:
                             and (type(price) is float or type(price) is int) and 0 < price < INF
                             and (type(size) is float or type(size) is int) and 0 <= size < INF
                         ):  # fmt: skip
-                            n_ok += 1
+                            n_trades += 1
                             first_ts = first_ts or t
                             if seq:
                                 mark = (t // DAY_MS) << 64 | seq
@@ -373,15 +373,17 @@ class MarketProcessor:
                             and (type(bid_size) is float or type(bid_size) is int) and 0 <= bid_size < INF
                             and (type(ask_size) is float or type(ask_size) is int) and 0 <= ask_size < INF
                         ):  # fmt: skip
-                            n_ok += 1
+                            n_quotes += 1
                             first_ts = first_ts or t
                             ks = series_keys.get(sym) or self._keys_for(sym)
                             samples += (ks[2], t, bid, ks[3], t, ask, ks[4], t, bid_size, ks[5], t, ask_size)
                             continue
             self._slow_path(p, stream, entry_id, e, work)
-        stats.events += n_ok
+        stats.events += n_trades + n_quotes
+        stats.trades += n_trades
+        stats.quotes += n_quotes
         if first_ts:
-            work.oldest.append((first_ts, n_ok))
+            work.oldest.append((first_ts, n_trades + n_quotes))
 
     def _new_ticker(self, sym: str) -> bool:
         if TICKER_RE.match(sym):
@@ -403,9 +405,11 @@ class MarketProcessor:
             self.stats.bars += 1
         elif type(event) is Trade:  # accepted by the model although the fast check refused it: keep it
             self.stats.fast_path_refusals += 1
+            self.stats.trades += 1
             work.trades.setdefault(p, {}).setdefault(event.ticker, []).extend((event.ts, event.price, event.size))
         elif type(event) is Quote:
             self.stats.fast_path_refusals += 1
+            self.stats.quotes += 1
             ks = self._keys_for(event.ticker)
             work.samples += (ks[2], event.ts, event.bid, ks[3], event.ts, event.ask,
                              ks[4], event.ts, event.bid_size, ks[5], event.ts, event.ask_size)  # fmt: skip

@@ -7,7 +7,7 @@ from headwater.settings import (
     AlphaVantageSettings, EdgarSettings, PolygonSettings, ProviderMode, RedisSettings, Settings, StandInSettings,
 )
 
-STANDINS = StandInSettings(http_url="http://127.0.0.1:9000", ws_url="ws://127.0.0.1:9001/stocks")
+STANDINS = StandInSettings(http_url="http://127.0.0.1:9000", ws_url="ws://127.0.0.1:9001/stocks", discover=False)
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,8 @@ def test_forced_mode_and_base_url_override(monkeypatch):
     assert PolygonSettings(base_url="http://proxy:1/").resolved_base_url(STANDINS) == "http://proxy:1"
 
 
-def test_simulated_without_standins_is_a_clear_error():
+def test_simulated_without_standins_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HEADWATER_HOME", str(tmp_path))  # no embedded stand-ins recorded there
     with pytest.raises(RuntimeError, match="headwater.services up"):
         PolygonSettings().resolved_base_url(StandInSettings(http_url=None))
 
@@ -62,9 +63,10 @@ def test_placeholder_secrets_are_refused(monkeypatch, placeholder):
         PolygonSettings()
 
 
-def test_edgar_is_live_only_with_a_user_agent(monkeypatch):
-    assert EdgarSettings().effective_mode is ProviderMode.SIMULATED
+def test_edgar_is_live_only_when_asked(monkeypatch):
     monkeypatch.setenv("HEADWATER_EDGAR_USER_AGENT", "Headwater ops@example.com")
+    assert EdgarSettings().effective_mode is ProviderMode.SIMULATED
+    monkeypatch.setenv("HEADWATER_EDGAR_MODE", "live")
     assert EdgarSettings().effective_mode is ProviderMode.LIVE
 
 
