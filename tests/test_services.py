@@ -232,7 +232,7 @@ def test_up_status_env_down_round_trip(home: Path) -> None:
     with pytest.raises(services.ServicesNotRunningError, match=r"python -m headwater\.services up"):
         services.resolve()
 
-    endpoints = services.up(prefect=False)
+    endpoints = services.up(prefect=False, standins=False)
     try:
         report = services.status()
         assert report["redis"]["state"] == report["azurite"]["state"] == "running"
@@ -245,7 +245,7 @@ def test_up_status_env_down_round_trip(home: Path) -> None:
             assert c.ping()
 
         pids = {n: report[n]["pid"] for n in ("redis", "azurite")}
-        again = _cli("up", "--no-prefect", "--json")  # idempotent: nothing restarted
+        again = _cli("up", "--no-prefect", "--no-standins", "--json")  # idempotent: nothing restarted
         assert again.returncode == 0, again.stderr
         assert {n: json.loads(again.stdout)[n]["pid"] for n in pids} == pids
         assert "already running" in again.stderr and password not in again.stderr + again.stdout
@@ -273,14 +273,14 @@ def test_up_uses_an_external_redis_and_checks_its_modules(
     try:
         monkeypatch.setenv("REDIS_URL", plain.url)
         with pytest.raises(services.MissingRedisModuleError):
-            services.up(prefect=False)
+            services.up(prefect=False, standins=False)
         assert not (home / "services.json").exists()  # refused before starting anything
     finally:
         plain.stop()
 
     monkeypatch.setenv("REDIS_URL", embedded_redis.url)
     try:
-        endpoints = services.up(prefect=False)
+        endpoints = services.up(prefect=False, standins=False)
         assert endpoints.redis_url == embedded_redis.url
         report = services.status()
         assert report["redis"] == {"state": "external", "url": embedded_redis.safe_url, "healthy": True}
@@ -304,3 +304,27 @@ def test_prefect_server_starts_and_reports_healthy(tmp_path: Path) -> None:
     finally:
         handle.stop()
     assert not handle.alive()
+
+
+def test_up_starts_the_provider_standins_and_settings_find_them(tmp_path, monkeypatch):
+    """`up` runs the stand-ins as a service; simulated providers resolve to them with no configuration."""
+    import requests
+
+    from headwater.settings import Settings
+
+    monkeypatch.setenv("HEADWATER_HOME", str(tmp_path / "home"))
+    for name in ("HEADWATER_STANDIN_HTTP_URL", "HEADWATER_STANDIN_WS_URL", "REDIS_URL", "HEADWATER_REDIS_URL",
+                 "AZURE_STORAGE_CONNECTION_STRING", "HEADWATER_BLOB_CONNECTION_STRING", "PREFECT_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        endpoints = services.up(prefect=False)
+        assert endpoints.standin_http_url and endpoints.standin_ws_url.endswith("/stocks")
+        settings = Settings()
+        assert settings.alphavantage.resolved_base_url(settings.standins) == endpoints.standin_http_url + "/alphavantage"
+        assert settings.polygon.resolved_ws_url(settings.standins) == endpoints.standin_ws_url
+        body = requests.get(f"{endpoints.standin_http_url}/alphavantage/query",
+                            params={"function": "TIME_SERIES_DAILY", "symbol": "AAPL", "apikey": "demo-key"}, timeout=30).json()
+        assert body["Meta Data"]["2. Symbol"] == "AAPL"
+        assert services.status()["standins"]["healthy"] is True
+    finally:
+        assert "standins" in services.down()
