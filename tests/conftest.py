@@ -82,3 +82,33 @@ def blob_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield handle.url
     finally:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server (started once per session, ~15 s) unless PREFECT_API_URL is set.
+
+    Sets PREFECT_API_URL for the session so flows and ``prefect`` clients in this process use it.
+    """
+    external = os.environ.get("PREFECT_API_URL")
+    if external:
+        yield external
+        return
+    handle = services.start_prefect(tmp_path_factory.mktemp("prefect"))
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = handle.url
+    try:
+        yield handle.url
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        handle.stop()
+
+
+@pytest.fixture
+def standins():
+    """The REST provider stand-in (every provider) on a free port; ``standins.base_urls()`` for clients."""
+    from standins.http_server import ProviderStandIn
+
+    with ProviderStandIn() as server:
+        yield server
