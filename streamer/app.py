@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -74,9 +76,21 @@ class Streamer:
         self.gap_filled_bars = 0
         self._gap_tasks: set[asyncio.Task[None]] = set()
         self._client: aioredis.Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+
+    def request_stop(self) -> None:
+        """Stop streaming (thread-safe; also wired to SIGTERM/SIGINT when run on the main thread)."""
+        if self._loop is not None and self._stop_requested is not None:
+            self._loop.call_soon_threadsafe(self._stop_requested.set)
 
     async def run(self, duration_s: float | None = None) -> None:
-        """Stream until cancelled, ``duration_s`` elapsed, or a connection fails fatally (then re-raise)."""
+        """Stream until stopped, ``duration_s`` elapsed, or a connection fails fatally (then re-raise)."""
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._stop_requested.set)
         self._client = aioredis.Redis.from_url(self.redis_url)
         sync_client = redis.Redis.from_url(self.redis_url)
         limiter = SharedRateLimiter(sync_client, self.keys, "polygon", key_id(self.api_key), provider_limits("polygon"))
@@ -114,9 +128,12 @@ class Streamer:
         )  # fmt: skip
         try:
             ws_tasks = [t for t in tasks if t.get_name().startswith("ws-")]
-            done, _ = await asyncio.wait(ws_tasks, timeout=duration_s, return_when=asyncio.FIRST_EXCEPTION)
+            stop_waiter = asyncio.create_task(self._stop_requested.wait())
+            done, _ = await asyncio.wait([*ws_tasks, stop_waiter], timeout=duration_s, return_when=asyncio.FIRST_COMPLETED)
+            stop_waiter.cancel()
             for task in done:
-                task.result()  # auth failure / gave up: raise so a person sees it
+                if task is not stop_waiter:
+                    task.result()  # auth failure / gave up: raise so a person sees it
         finally:
             for stream in self.streams:
                 await stream.stop()

@@ -5,7 +5,8 @@ partition that owns the ticker, and remember the last event time per (channel, t
 Validation and storage happen in the stream processors. When every event of a frame belongs to one partition
 (the usual case when connections are sharded by partition) the original bytes are forwarded untouched.
 
-Back-pressure: at most one pipeline is in flight; while it is, new entries collect in the next batch, up to
+Batching without a timer on the latency path: a frame is sent at once when no pipeline is in flight; while
+one is, new entries collect in the next batch (so batches grow exactly when Redis is busy), up to
 ``max_pending_events``. Past that the reader waits for Redis (so the socket is read no faster than Redis
 absorbs), and counts the wait in ``backpressure_waits`` / ``backpressure_s``, which the status command and
 the log show. Nothing is ever dropped here: an entry either reaches Redis or the streamer stops with an error.
@@ -153,7 +154,9 @@ class PartitionedStreamWriter:
 
     # -- flushing ----------------------------------------------------------------------------------------
     async def _maybe_flush(self) -> None:
-        if len(self._batch) >= self.max_batch_entries or self._batch_events >= self.max_pending_events:
+        """Send now if Redis is idle (no added latency); while a flush is in flight, frames batch up."""
+        idle = self._inflight is None or self._inflight.done()
+        if idle or len(self._batch) >= self.max_batch_entries or self._batch_events >= self.max_pending_events:
             await self.flush(wait_if_busy=self._batch_events >= self.max_pending_events)
 
     async def flush(self, wait_if_busy: bool = True) -> None:
@@ -199,7 +202,7 @@ class PartitionedStreamWriter:
         raise RuntimeError(f"could not write {len(batch)} stream entries to Redis after 8 attempts; stopping")
 
     async def run_flusher(self) -> None:
-        """Flush on a timer so quiet periods do not hold events back (latency bound ~flush_interval)."""
+        """Flush on a timer too: entries that arrived while a flush was in flight go out within ``flush_interval``."""
         while True:
             await asyncio.sleep(self.flush_interval_s)
             await self.flush(wait_if_busy=False)

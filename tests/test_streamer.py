@@ -66,6 +66,9 @@ class Background:
         except BaseException as exc:  # noqa: BLE001 - surfaced by join()
             self.error = exc
 
+    def stop(self) -> None:
+        self.streamer.request_stop()
+
     def join(self, timeout: float = 60) -> None:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "streamer did not stop"
@@ -113,7 +116,7 @@ def test_frames_reach_partitioned_streams_and_subscriptions_survive_reconnects(r
     with PolygonStandIn(tickers=TICKERS, events_per_second=600) as ws:
         settings = make_settings(ws.url, "http://127.0.0.1:9", key_prefix, connections=2)
         streamer = Streamer(settings, TICKERS, redis_url=redis_url)
-        run = Background(streamer, duration_s=8)
+        run = Background(streamer, duration_s=60)
         wait_for(lambda: sum(r.xlen(s) for s in keys.raw_market_data_all(2)) > 20, what="frames in Redis")
         before = sorted(sorted(s) for s in ws.subscriptions)
         assert sorted(sum(before, [])) == sorted(f"{ch}.{t}" for t in TICKERS for ch in ("T", "Q", "AM"))
@@ -121,6 +124,7 @@ def test_frames_reach_partitioned_streams_and_subscriptions_survive_reconnects(r
         wait_for(lambda: sum(s.stats.reconnects for s in streamer.streams) >= 2, what="reconnects")
         wait_for(lambda: ws.connections == 2, what="two connections again")
         assert sorted(sorted(s) for s in ws.subscriptions) == before
+        run.stop()
         run.join()
     # every entry of a partition only holds tickers of that partition
     from headwater.keys import partition_of
@@ -144,7 +148,7 @@ def test_outage_is_filled_from_rest_with_no_missing_and_no_doubled_bars(redis_ur
         rest.inject("polygon", "http429", count=1, retry_after=0.2)  # the gap fill must ride out a 429
         settings = make_settings(ws.url, rest.base_urls()["polygon"], key_prefix, channels=("T", "AM"))
         streamer = Streamer(settings, TICKERS, redis_url=redis_url, clock_ms=clock.ms)
-        run = Background(streamer, duration_s=14)
+        run = Background(streamer, duration_s=60)
         writer_last = lambda: min(streamer.writers[0].last_event.get(f"AM.{t}", 0) for t in TICKERS) if streamer.writers else 0  # noqa: E731
         wait_for(lambda: writer_last() > 0, what="first minute bars over the socket")
         first_am = writer_last()
@@ -153,6 +157,7 @@ def test_outage_is_filled_from_rest_with_no_missing_and_no_doubled_bars(redis_ur
         ws = PolygonStandIn(tickers=TICKERS, events_per_second=150, clock=clock.ms, port=port).start()
         wait_for(lambda: streamer.gap_filled_bars >= 3 * len(TICKERS), timeout=20, what="gap fill")
         wait_for(lambda: writer_last() >= first_am + 6 * MINUTE, timeout=20, what="bars after the outage")
+        run.stop()
         run.join()
         ws.stop()
         assert rest.request_counts().get("polygon", 0) >= len(TICKERS) + 1
@@ -173,10 +178,13 @@ def test_malformed_frames_are_dead_lettered_with_the_reason(redis_url, key_prefi
     with PolygonStandIn(tickers=TICKERS, events_per_second=200) as ws:
         settings = make_settings(ws.url, "http://127.0.0.1:9", key_prefix)
         streamer = Streamer(settings, TICKERS, redis_url=redis_url)
-        run = Background(streamer, duration_s=4)
+        run = Background(streamer, duration_s=60)
         wait_for(lambda: ws.connections == 1 and sum(r.xlen(s) for s in keys.raw_market_data_all(2)) > 0, what="streaming")
         ws.inject_raw('[{"ev":"T","sym":"AAPL","p":')  # cut off
         ws.inject_raw('[{"ev":"T","sym":"AAPL","p":-3,"s":1,"t":1732480000000,"q":1}]')  # invalid price
+        wait_for(lambda: r.xlen(keys.dead_letter) >= 1, what="the malformed frame's dead letter")
+        wait_for(lambda: sum(r.xlen(s) for s in keys.raw_market_data_all(2)) > 50, what="more frames")
+        run.stop()
         run.join()
     letters = r.xrange(keys.dead_letter)
     assert any(f[b"reason"].startswith(b"malformed frame") and f[b"raw"] == b'[{"ev":"T","sym":"AAPL","p":' for _, f in letters)
