@@ -43,7 +43,8 @@ def _stream(args: argparse.Namespace) -> int:
         return 4
     except KeyboardInterrupt:
         pass
-    print(streamer.totals())
+    totals = streamer.totals()
+    print("streamed " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in totals.items()), flush=True)
     return 0
 
 

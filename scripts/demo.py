@@ -1,0 +1,117 @@
+"""The offline demo behind `make demo`: the whole pipeline once, end to end, on the provider stand-ins.
+
+1. start the embedded services (Redis Stack, Azurite, Prefect server, provider stand-ins) if not running;
+2. real time: the streamer reads the Polygon WebSocket stand-in for ``--seconds`` while two stream
+   processors write RedisTimeSeries (ticks, server-side 1m/5m/1h bars);
+3. batch, documents and features stages (see README) when their modules are present;
+4. print what was stored.
+
+Services keep running afterwards (inspect with `make status`, stop with `make down`); ``--down`` stops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from headwater import services  # noqa: E402
+from headwater.config import load_tickers  # noqa: E402
+from headwater.keys import Keys  # noqa: E402
+from headwater.log import setup_logging  # noqa: E402
+from headwater.settings import Settings  # noqa: E402
+from headwater.storage.blob import BlobStore  # noqa: E402
+
+log = logging.getLogger("headwater.demo")
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text} " + "=" * max(0, 74 - len(text)), flush=True)
+
+
+def run_realtime(settings: Settings, keys: Keys, client: redis.Redis, seconds: float) -> None:
+    """Streamer + 2 processors as real processes; wait until every entry is processed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HEADWATER_LOG_LEVEL": os.environ.get("HEADWATER_LOG_LEVEL", "WARNING")}
+    workers = subprocess.Popen([sys.executable, "-m", "streamer", "process", "--workers", "2"], cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while client.zcard(keys.workers_alive) < 2:
+            if time.monotonic() > deadline or workers.poll() is not None:
+                raise RuntimeError("stream processors did not start; see the log above")
+            time.sleep(0.1)
+        print(f"streaming the Polygon WebSocket stand-in for {seconds:.0f} s (2 connections, 2 processors)...", flush=True)
+        subprocess.run([sys.executable, "-m", "streamer", "stream", "--connections", "2", "--duration", str(seconds)],
+                       cwd=ROOT, env=env, check=True)  # fmt: skip
+        streams = keys.raw_market_data_all(settings.streams.partitions)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            groups = [g for s in streams for g in client.xinfo_groups(s)]
+            if all(g["lag"] == 0 and g["pending"] == 0 for g in groups):
+                break
+            time.sleep(0.1)
+        time.sleep(0.2)
+    finally:
+        workers.send_signal(signal.SIGTERM)
+        workers.wait(timeout=60)
+
+
+def report_realtime(client: redis.Redis, keys: Keys, partitions: int, tickers: list[str]) -> None:
+    stream_len = sum(client.xlen(s) for s in keys.raw_market_data_all(partitions))
+    series = client.execute_command("TS.QUERYINDEX", "kind=tick", "field=price")
+    ours = [s for s in series if s.decode().startswith(keys.prefix + "ts:")]
+    samples = sum(client.execute_command("TS.INFO", s)[b"totalSamples"] for s in ours)
+    print(f"stream:raw_market_data:{{0..{partitions - 1}}} entries : {stream_len}")
+    print(f"tick price series                  : {len(ours)} tickers, {samples} trade samples")
+    print(f"dead letters                       : {client.xlen(keys.dead_letter)}")
+    for ticker in tickers[:3]:
+        last = client.execute_command("TS.GET", keys.tick(ticker, "price"))
+        bid = client.execute_command("TS.GET", keys.tick(ticker, "bid"))
+        bars = client.execute_command("TS.RANGE", keys.bar(ticker, "1m", "close"), "-", "+")
+        if last:
+            print(f"  {ticker:<6} last {float(last[1]):>9.2f}  bid {float(bid[1]) if bid else float('nan'):>9.2f}"
+                  f"  1m bars so far: {len(bars)}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long to stream real-time data (default 15)")
+    parser.add_argument("--no-prefect", action="store_true", help="do not start a Prefect server (flows use a temporary one)")
+    parser.add_argument("--down", action="store_true", help="stop the embedded services at the end")
+    args = parser.parse_args()
+    setup_logging(os.environ.get("HEADWATER_LOG_LEVEL", "INFO"))
+    banner("1. embedded services")
+    endpoints = services.up(prefect=not args.no_prefect)
+    for name, info in services.status().items():
+        print(f"{name:<9} {info['state']:<8} {info.get('url', '')}")
+    if endpoints.prefect_api_url:
+        os.environ.setdefault("PREFECT_API_URL", endpoints.prefect_api_url)
+        print(f"Prefect UI: {endpoints.prefect_api_url.removesuffix('/api')}")
+    settings = Settings()
+    keys = Keys(settings.redis.key_prefix)
+    client = redis.Redis.from_url(endpoints.redis_url)
+    BlobStore(settings.blob, connection_string=endpoints.blob_connection_string).ensure_containers()
+    tickers = load_tickers()
+    try:
+        banner("2. real time: Polygon WebSocket -> Redis Streams -> processors -> RedisTimeSeries")
+        run_realtime(settings, keys, client, args.seconds)
+        report_realtime(client, keys, settings.streams.partitions, tickers)
+        banner("done")
+        print("services keep running: `make status` to inspect, `make down` to stop")
+    finally:
+        if args.down:
+            services.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
