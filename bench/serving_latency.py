@@ -1,0 +1,181 @@
+"""Feature-serving latency: 10 features x 1 ticker and x 100 tickers, in-process and over HTTP loopback, with
+the raw Redis round trip for the same keys measured in the same run.
+
+    .venv/bin/python bench/serving_latency.py --json [--iterations 3000]
+
+Starts its own Redis Stack (random port, temp dir) and stops it at the end. Fills 10 scalar features (the first
+ten stored scalar features the definitions register) for the 100 tickers of ``config/tickers.txt`` in
+Featureform's layout with the project's writer, then measures, interleaved per iteration so that load from
+other processes hits both sides alike:
+
+* ``one_ticker`` / ``hundred_tickers``: ``ServingClient.features(10 features, {"ticker": ...})`` in-process;
+* ``raw_*``: one redis-py pipeline of the same ``HMGET``s (10 feature tables + the entity registry), no
+  decoding -- the floor any client on redis-py pays for one round trip;
+* ``http_*``: ``POST /features`` to the FastAPI app under uvicorn on 127.0.0.1 with a keep-alive httpx client.
+
+Prints one JSON object; ``ratio_*`` = client p99 / raw p99. Targets (issue 7): ``one_ticker_p99_ms`` < 1 ms and
+ratios <= 2. The garbage collector is paused while timing (both sides alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import redis  # noqa: E402
+import uvicorn  # noqa: E402
+
+from features import FeatureSpec, FeatureValue, load_catalog  # noqa: E402
+from features.api import create_app  # noqa: E402
+from features.online_store import OnlineLayout, OnlineStoreWriter  # noqa: E402
+from features.serving import ServingClient  # noqa: E402
+from headwater import services  # noqa: E402
+from headwater.config import load_tickers  # noqa: E402
+
+N_FEATURES = 10
+
+
+def percentiles(samples_ns: list[int]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    arr = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def timed(fn: Callable[[], object]) -> int:
+    start = time.perf_counter_ns()
+    fn()
+    return time.perf_counter_ns() - start
+
+
+def interleaved(a: Callable[[], object], b: Callable[[], object], iterations: int, warmup: int = 200) -> tuple[list[int], list[int]]:
+    """Time ``a`` and ``b`` alternately ``iterations`` times each (after a warm-up)."""
+    for _ in range(warmup):
+        a(), b()
+    ta, tb = [], []
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(iterations):
+            ta.append(timed(a))
+            tb.append(timed(b))
+    finally:
+        gc.enable()
+    return ta, tb
+
+
+def fill(client: redis.Redis, specs: list[FeatureSpec], tickers: list[str]) -> None:
+    """Random values of ``specs`` for ``tickers``, written with the project's writer."""
+    rng = np.random.default_rng(1)
+    writer = OnlineStoreWriter(client, OnlineLayout())
+    writer.register(specs)
+    now = int(time.time() * 1000)
+    writer.write([FeatureValue(s, t, float(rng.normal()), now - 1000, now) for s in specs for t in tickers])
+
+
+def raw_reader(client: redis.Redis, specs: list[FeatureSpec], tickers: list[str]) -> Callable[[], object]:
+    """One pipelined round trip of the same HMGETs the serving client sends."""
+    layout = OnlineLayout()
+    keys = [layout.table(*s.ref) for s in specs]
+    registry = layout.entities("ticker")
+
+    def read() -> object:
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("HMGET", registry, *tickers)
+        for key in keys:
+            pipe.execute_command("HMGET", key, *tickers)
+        return pipe.execute()
+
+    return read
+
+
+def start_http(serving: ServingClient) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """The FastAPI app under uvicorn in a thread on a free loopback port (waits until it answers)."""
+    port = services.free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(serving), host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False, lifespan="on"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return server, thread, port
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("uvicorn did not start")
+
+
+def run(iterations: int) -> dict[str, object]:
+    """Start Redis, fill, measure; the result as one flat dict."""
+    with tempfile.TemporaryDirectory(prefix="hw-bench-serving-") as tmp:
+        handle = services.start_redis(Path(tmp) / "redis", appendonly=False)
+        try:
+            client = redis.Redis.from_url(handle.url)
+            catalog = load_catalog()
+            specs = [s for s in catalog.stored if not s.is_embedding][:N_FEATURES]
+            tickers = load_tickers()[:100]
+            fill(client, specs, tickers)
+            serving = ServingClient(client, catalog=catalog)
+            refs = [s.ref for s in specs]
+            out: dict[str, object] = {"features": [f"{n}:{v}" for n, v in refs], "tickers": len(tickers),
+                                      "iterations": iterations}  # fmt: skip
+            cases = {"one_ticker": tickers[:1], "hundred_tickers": tickers}
+            for case, chosen in cases.items():
+                entities = {"ticker": chosen[0]} if len(chosen) == 1 else {"ticker": chosen}
+                assert all(v is not None for v in np.ravel(serving.features(refs, entities)))
+                ours, raw = interleaved(lambda e=entities: serving.features(refs, e), raw_reader(client, specs, chosen),
+                                        iterations)  # fmt: skip
+                (p50, p99), (r50, r99) = percentiles(ours), percentiles(raw)
+                out |= {f"{case}_p50_ms": round(p50, 4), f"{case}_p99_ms": round(p99, 4),
+                        f"raw_{case}_p50_ms": round(r50, 4), f"raw_{case}_p99_ms": round(r99, 4),
+                        f"ratio_{case}_p50": round(p50 / r50, 3), f"ratio_{case}_p99": round(p99 / r99, 3)}  # fmt: skip
+            server, thread, port = start_http(serving)
+            try:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+                    for case, chosen in cases.items():
+                        body = {"features": [f"{n}:{v}" for n, v in refs], "entities": {"ticker": chosen}}
+                        assert http.post("/features", json=body).status_code == 200
+                        samples, _ = interleaved(lambda b=body: http.post("/features", json=b), lambda: None,
+                                                 max(500, iterations // 3), warmup=100)  # fmt: skip
+                        p50, p99 = percentiles(samples)
+                        out |= {f"http_{case}_p50_ms": round(p50, 4), f"http_{case}_p99_ms": round(p99, 4)}
+            finally:
+                server.should_exit = True
+                thread.join(timeout=10)
+            out["target_one_ticker_p99_ms"] = 1.0
+            out["target_ratio_p99"] = 2.0
+            out["meets_targets"] = bool(out["one_ticker_p99_ms"] < 1.0 and out["ratio_one_ticker_p99"] <= 2.0  # type: ignore[operator]
+                                        and out["ratio_hundred_tickers_p99"] <= 2.0)  # type: ignore[operator]  # fmt: skip
+            client.close()
+            return out
+        finally:
+            handle.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Feature-serving latency benchmark (starts its own Redis Stack).")
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    result = run(args.iterations)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:32} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
