@@ -152,13 +152,18 @@ class Keys:
         """String holding the consumer that currently owns a market-data partition (expires)."""
         return f"{self.prefix}lease:raw_market_data:{{{partition}}}"
 
-    def trade_hwm(self, partition: int) -> str:
-        """Hash ``ticker`` -> ``day:seq`` of the newest trade applied from a partition (exactly-once volumes)."""
-        return f"{self.prefix}hwm:raw_market_data:{{{partition}}}"
+    def ticker_state(self, ticker: str) -> str:
+        """Hash of a ticker's processing state: ``hwm`` (``day:seq`` of the newest trade applied),
+        ``carry`` (``t:price:size`` of the newest, not yet written millisecond) and ``fence`` (lease epoch)."""
+        return f"{self.prefix}state:{{{ticker}}}:market"
 
-    def trade_carry(self, partition: int) -> str:
-        """Hash ``ticker`` -> ``t:price:size`` of the newest, not yet written millisecond of trades."""
-        return f"{self.prefix}carry:raw_market_data:{{{partition}}}"
+    def partition_tickers(self, partition: int) -> str:
+        """Set of the tickers that have state in a partition (a new owner loads their carries)."""
+        return f"{self.prefix}tickers:raw_market_data:{{{partition}}}"
+
+    def partition_epoch(self, partition: int) -> str:
+        """Counter incremented on every acquisition of a partition's lease: the fencing token."""
+        return f"{self.prefix}lease:raw_market_data:{{{partition}}}:epoch"
 
     @property
     def workers_alive(self) -> str:

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 
 from headwater.config import provider_limits
@@ -30,7 +29,7 @@ from headwater.providers.http import ProviderError, call_with_retries, key_id
 from headwater.providers.polygon import PolygonRest, PolygonStream, subscription_params
 from headwater.ratelimit import SharedRateLimiter
 from headwater.settings import Settings
-from headwater.storage.redis import resolve_redis_url
+from headwater.storage.redis import connect, connect_async, resolve_redis_url
 from streamer.reader import PartitionedStreamWriter
 
 log = logging.getLogger("headwater.streamer")
@@ -91,8 +90,8 @@ class Streamer:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._stop_requested.set)
-        self._client = aioredis.Redis.from_url(self.redis_url)
-        sync_client = redis.Redis.from_url(self.redis_url)
+        self._client = connect_async(self.redis_url)
+        sync_client = connect(url=self.redis_url)
         limiter = SharedRateLimiter(sync_client, self.keys, "polygon", key_id(self.api_key), provider_limits("polygon"))
         self.rest = PolygonRest(
             self.settings.polygon.resolved_base_url(self.settings.standins), self.api_key, limiter=limiter,

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
-from headwater.keys import TICK_FIELDS, TICKER_RE, Keys
+from headwater.keys import TICK_FIELDS, TICKER_RE, Keys, partition_of
 from headwater.models import MARKET_EVENT, MARKET_EVENTS, Bar, Quote, Trade
 from headwater.settings import StreamSettings
 from headwater.storage.redis import DAY_MS, TimeSeriesLayout, ensure_series
@@ -44,6 +45,36 @@ log = logging.getLogger("headwater.streamer.processor")
 AGG_FIELDS = ("open", "high", "low", "close", "volume", "vwap")
 MADD_CHUNK = 30_000  # args per TS.MADD (3 per sample)
 
+# Cluster commit of one ticker. KEYS: state hash, then its series. ARGV: epoch, expected hwm ('*' = any),
+# new hwm ('' = unchanged), carry ('' = unchanged, '-' = delete), then (key index, ts, value) triples.
+# Returns the number of samples TimeSeries rejected, -1 when fenced off, -2 when the mark moved.
+_COMMIT_TICKER = """
+local epoch = tonumber(ARGV[1])
+local fence = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+if epoch < fence then return -1 end
+if ARGV[2] ~= '*' and (redis.call('HGET', KEYS[1], 'hwm') or '') ~= ARGV[2] then return -2 end
+local rejected = 0
+local args = {}
+local function flush()
+  if #args == 0 then return end
+  local replies = redis.call('TS.MADD', unpack(args))
+  for _, r in ipairs(replies) do
+    if type(r) == 'table' and r.err then rejected = rejected + 1 end
+  end
+  args = {}
+end
+for i = 5, #ARGV, 3 do
+  args[#args + 1] = KEYS[tonumber(ARGV[i])]
+  args[#args + 1] = ARGV[i + 1]
+  args[#args + 1] = ARGV[i + 2]
+  if #args >= 6000 then flush() end
+end
+flush()
+if epoch > fence then redis.call('HSET', KEYS[1], 'fence', epoch) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'hwm', ARGV[3]) end
+if ARGV[4] == '-' then redis.call('HDEL', KEYS[1], 'carry') elseif ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'carry', ARGV[4]) end
+return rejected
+"""
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
 
@@ -61,6 +92,22 @@ def _partition(stream: bytes) -> int:
     return int(stream.rsplit(b"{", 1)[1].rstrip(b"}"))
 
 
+def _mark_value(mark: int) -> str:
+    return f"{mark >> 64}:{mark & SEQ_MASK}" if mark else ""
+
+
+def _state_changes(work: _Batch) -> dict[str, tuple[int, str | None]]:
+    """Per ticker: (new high-water mark or 0, new carry value, '' for unchanged or None to delete)."""
+    out: dict[str, tuple[int, str | None]] = {}
+    for marks in work.hwm.values():
+        for ticker, mark in marks.items():
+            out[ticker] = (mark, "")
+    for carries in work.carry.values():
+        for ticker, value in carries.items():
+            out[ticker] = (out.get(ticker, (0, ""))[0], value)
+    return out
+
+
 def _flat(pairs: Iterable[tuple[object, object]]) -> list[object]:
     return [x for pair in pairs for x in pair]
 
@@ -76,6 +123,7 @@ class _Batch:
     samples: list[object] = field(default_factory=list)  # flat TS.MADD arguments
     trades: dict[int, dict[str, list]] = field(default_factory=dict)  # partition -> ticker -> [t, price, size, ...]
     hwm: dict[int, dict[str, int]] = field(default_factory=dict)
+    base_hwm: dict[str, int] = field(default_factory=dict)  # ticker -> mark as committed before this batch
     carry: dict[int, dict[str, str | None]] = field(default_factory=dict)  # None = flushed (HDEL)
     dead: list[dict[bytes, bytes]] = field(default_factory=list)
     acks: dict[bytes, list[bytes]] = field(default_factory=dict)
@@ -134,11 +182,15 @@ class MarketProcessor:
         self.stats = ProcessorStats()
         self.owned: set[int] = set()
         self._hwm: dict[int, dict[str, int]] = {}  # partition -> ticker -> (day << 64 | seq) of the newest trade
-        self._valid_tickers: set[str] = set()
+        self._valid_tickers: set[str] = set()  # tickers whose state is loaded (or known to be new)
+        self._tickers_of: dict[int, set[str]] = {}  # partition -> its tickers seen/loaded by this worker
         self._carry: dict[int, dict[str, list]] = {}  # partition -> ticker -> [t, price, size, held_since]
+        self._epoch: dict[int, int] = {}  # partition -> fencing token of our lease
+        self.cluster = isinstance(client, RedisCluster)
         self._series_keys: dict[str, tuple[str, ...]] = {}
         self._agg_ready: set[str] = set()
         self._release = client.register_script(_RELEASE)
+        self._commit_ticker = client.register_script(_COMMIT_TICKER)
         self._renew = client.register_script(_RENEW)
         self._next_rebalance = 0.0
         self._next_sweep = 0.0
@@ -159,9 +211,13 @@ class MarketProcessor:
         pipe.zadd(self.keys.workers_alive, {self.consumer: now_ms})
         pipe.zremrangebyscore(self.keys.workers_alive, "-inf", now_ms - 3 * self.lease_ms)
         pipe.zcard(self.keys.workers_alive)
-        for p in owned:
-            self._renew(keys=[self.keys.partition_lease(p)], args=[self.consumer, self.lease_ms], client=pipe)
-        replies = pipe.execute()
+        if self.cluster:  # cluster pipelines refuse scripts; a few direct calls
+            replies = pipe.execute()
+            replies += [self._renew(keys=[self.keys.partition_lease(p)], args=[self.consumer, self.lease_ms]) for p in owned]
+        else:
+            for p in owned:
+                self._renew(keys=[self.keys.partition_lease(p)], args=[self.consumer, self.lease_ms], client=pipe)
+            replies = pipe.execute()
         alive = max(1, replies[2])
         share = math.ceil(self.partitions / alive)
         for p, renewed in zip(owned, replies[3:]):
@@ -184,21 +240,29 @@ class MarketProcessor:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self._epoch[p] = int(self.client.incr(self.keys.partition_epoch(p)))
         self._load_state(p)
         self.owned.add(p)
         log.info("%s: owns partition %d (%s)", self.consumer, p, stream)
         self._reclaim(p, min_idle_ms=0)  # the lease proves the previous owner is gone: take its pending now
 
     def _load_state(self, p: int) -> None:
-        """Trade high-water marks and held-back milliseconds of a partition, as last committed."""
-        marks = self.client.hgetall(self.keys.trade_hwm(p))
-        self._hwm[p] = {k.decode(): int(v.split(b":")[0]) << 64 | int(v.split(b":")[1]) for k, v in marks.items()}
-        carries = self.client.hgetall(self.keys.trade_carry(p))
+        """High-water marks and held-back milliseconds of a partition's tickers, as last committed."""
+        tickers = sorted(t.decode() for t in self.client.smembers(self.keys.partition_tickers(p)))
+        pipe = self.client.pipeline(transaction=False)
+        for ticker in tickers:
+            pipe.hgetall(self.keys.ticker_state(ticker))
+        states = pipe.execute() if tickers else []
         now = time.monotonic()
-        self._carry[p] = {}
-        for ticker, value in carries.items():
-            t, price, size = value.split(b":")
-            self._carry[p][ticker.decode()] = [int(t), float(price), float(size), now]
+        self._hwm[p], self._carry[p], self._tickers_of[p] = {}, {}, set(tickers)
+        for ticker, state in zip(tickers, states):
+            if b"hwm" in state:
+                day, seq = state[b"hwm"].split(b":")
+                self._hwm[p][ticker] = int(day) << 64 | int(seq)
+            if b"carry" in state:
+                t, price, size = state[b"carry"].split(b":")
+                self._carry[p][ticker] = [int(t), float(price), float(size), now]
+        self._valid_tickers.update(tickers)
 
     def release(self, p: int) -> None:
         """Give a partition back (rebalance, shutdown); its pending entries stay for the next owner."""
@@ -212,6 +276,8 @@ class MarketProcessor:
         self.owned.discard(p)
         self._hwm.pop(p, None)
         self._carry.pop(p, None)
+        self._epoch.pop(p, None)
+        self._valid_tickers -= self._tickers_of.pop(p, set())
 
     # -- reclaiming ----------------------------------------------------------------------------------------
     def _reclaim(self, p: int, min_idle_ms: int) -> None:
@@ -270,7 +336,14 @@ class MarketProcessor:
                 self.flush_carries(older_than_s=CARRY_FLUSH_S)
                 self._next_carry_flush = now + CARRY_FLUSH_S / 2
             block = max(1, int(CARRY_FLUSH_S * 1000))  # come back soon for the rest of the carries
-        reply = self.client.xreadgroup(self.keys.group, self.consumer, streams, count=self.settings.batch_size, block=block)
+        if self.cluster:  # one stream per call: partitions live on different slots
+            reply = []
+            for stream in streams:
+                part = self.client.xreadgroup(self.keys.group, self.consumer, {stream: ">"},
+                                              count=self.settings.batch_size, block=max(1, block // len(streams)))  # fmt: skip
+                reply += part or []
+        else:
+            reply = self.client.xreadgroup(self.keys.group, self.consumer, streams, count=self.settings.batch_size, block=block)
         if not reply:
             return 0
         batch = {name: entries for name, entries in reply}
@@ -327,6 +400,7 @@ class MarketProcessor:
         series_keys = self._series_keys
         hwm = self._hwm.setdefault(p, {})
         marks = work.hwm.setdefault(p, {})
+        base = work.base_hwm
         trades = work.trades.setdefault(p, {})
         samples = work.samples
         first_ts = 0
@@ -334,7 +408,7 @@ class MarketProcessor:
         for e in events:
             if type(e) is dict:
                 sym = e.get("sym")
-                if type(sym) is str and (sym in valid or self._new_ticker(sym)):
+                if type(sym) is str and (sym in valid or self._new_ticker(p, sym)):
                     ev = e.get("ev")
                     t = e.get("t")
                     if ev == "T":
@@ -353,6 +427,8 @@ class MarketProcessor:
                                 if mark <= hwm.get(sym, 0):
                                     stats.duplicates_skipped += 1
                                     continue
+                                if sym not in marks:
+                                    base[sym] = hwm.get(sym, 0)
                                 hwm[sym] = marks[sym] = mark
                             flat = trades.get(sym)
                             if flat is None:
@@ -385,11 +461,14 @@ class MarketProcessor:
         if first_ts:
             work.oldest.append((first_ts, n_trades + n_quotes))
 
-    def _new_ticker(self, sym: str) -> bool:
-        if TICKER_RE.match(sym):
-            self._valid_tickers.add(sym)
-            return True
-        return False
+    def _new_ticker(self, p: int, sym: str) -> bool:
+        """First sight of a ticker: check its form and record it in the partition's ticker index."""
+        if not TICKER_RE.match(sym):
+            return False
+        self.client.sadd(self.keys.partition_tickers(p), sym)  # before any of its state is written
+        self._tickers_of.setdefault(p, set()).add(sym)
+        self._valid_tickers.add(sym)
+        return True
 
     def _slow_path(self, p: int, stream: bytes, entry_id: bytes, raw: object, work: _Batch) -> None:
         """Bars, and events the fast checks refused: the strict model decides (and says why)."""
@@ -513,20 +592,18 @@ class MarketProcessor:
         Returns False (nothing written) when a lease moved to another worker.
         """
         partitions = sorted({_partition(s) for s in work.acks})
+        if self.cluster:
+            return self._commit_cluster(work, partitions)
         leases = [self.keys.partition_lease(p) for p in partitions]
         commands: list[tuple] = []
         for i in range(0, len(work.samples), MADD_CHUNK):
             commands.append(("TS.MADD", *work.samples[i : i + MADD_CHUNK]))
-        for p, marks in work.hwm.items():
-            if marks:
-                commands.append(("HSET", self.keys.trade_hwm(p), *_flat((t, f"{m >> 64}:{m & SEQ_MASK}") for t, m in marks.items())))
-        for p, carries in work.carry.items():
-            held = [(t, v) for t, v in carries.items() if v is not None]
-            flushed = [t for t, v in carries.items() if v is None]
-            if held:
-                commands.append(("HSET", self.keys.trade_carry(p), *_flat(held)))
-            if flushed:
-                commands.append(("HDEL", self.keys.trade_carry(p), *flushed))
+        for ticker, (mark, carry) in _state_changes(work).items():
+            fields = ([b"hwm", _mark_value(mark)] if mark else []) + ([b"carry", carry] if carry else [])
+            if fields:
+                commands.append(("HSET", self.keys.ticker_state(ticker), *fields))
+            if carry is None:
+                commands.append(("HDEL", self.keys.ticker_state(ticker), "carry"))
         for fields in work.dead:
             commands.append(("XADD", self.keys.dead_letter, "MAXLEN", "~", 1_000_000, "*", *_flat(fields.items())))
         results = guarded_transaction(self.client, leases, [self._me] * len(leases), commands)
@@ -546,11 +623,75 @@ class MarketProcessor:
                 if rejected:
                     self.stats.rejected_samples += len(rejected)
                     log.warning("%s: %d samples rejected by TimeSeries: %s", self.consumer, len(rejected), rejected[0])
+        self._ack(work)
+        return True
+
+    def _ack(self, work: _Batch) -> None:
         pipe = self.client.pipeline(transaction=False)
         for stream, ids in work.acks.items():
             if ids:
                 pipe.xack(stream, self.keys.group, *ids)
         pipe.execute()
+
+    def _commit_cluster(self, work: _Batch, partitions: list[int]) -> bool:
+        """Redis Cluster: one atomic script per ticker (its keys share the ticker's slot), then XACK.
+
+        A ticker's samples, high-water mark and carry commit together, fenced by the partition's lease epoch
+        (a deposed owner's late write is refused) and compare-and-set on the mark (a write based on stale
+        state is refused). A refused or crashed batch is not acked: it is redelivered and the tickers that
+        did commit skip their trades by the mark.
+        """
+        by_ticker: dict[str, list[object]] = {}
+        samples = work.samples
+        for i in range(0, len(samples), 3):
+            key = samples[i]
+            ticker = key[key.index("{") + 1 : key.index("}")]  # type: ignore[union-attr]
+            by_ticker.setdefault(ticker, []).extend(samples[i : i + 3])
+        changes = _state_changes(work)
+        epoch_of = {t: self._epoch.get(partition_of(t, self.partitions), 0) for t in set(by_ticker) | set(changes)}
+        node_pipes: dict[str, redis.client.Pipeline] = {}
+        order = sorted(epoch_of)
+        placed: dict[str, list[str]] = {}  # node -> its tickers, in pipeline order
+        for ticker in order:
+            rows = by_ticker.get(ticker, [])
+            series = sorted({rows[i] for i in range(0, len(rows), 3)})  # type: ignore[misc]
+            index = {k: n + 2 for n, k in enumerate(series)}  # KEYS[1] is the state hash
+            mark, carry = changes.get(ticker, (0, ""))
+            expected = _mark_value(work.base_hwm[ticker]) if ticker in work.base_hwm else "*"
+            args: list[object] = [epoch_of[ticker], expected, _mark_value(mark) if mark else "",
+                                  "-" if carry is None else carry]  # fmt: skip
+            for i in range(0, len(rows), 3):
+                args += (index[rows[i]], rows[i + 1], rows[i + 2])
+            state_key = self.keys.ticker_state(ticker)
+            node = self.client.get_node_from_key(state_key)  # type: ignore[attr-defined]
+            if node.name not in node_pipes:  # cluster pipelines refuse scripts: pipeline on the slot's node
+                node_pipes[node.name] = node.redis_connection.pipeline(transaction=False)
+            self._commit_ticker(keys=[state_key, *series], args=args, client=node_pipes[node.name])
+            placed.setdefault(node.name, []).append(ticker)
+        results: list[object] = []
+        order = []
+        for name, node_pipe in node_pipes.items():
+            results += node_pipe.execute(raise_on_error=False)
+            order += placed[name]
+        for fields in work.dead:
+            self.client.xadd(self.keys.dead_letter, fields, maxlen=1_000_000, approximate=True)
+        refused = [t for t, r in zip(order, results) if isinstance(r, int) and r < 0]
+        for result in results:
+            if isinstance(result, Exception):
+                for p in partitions:
+                    self._drop(p)
+                raise result
+        rejected = sum(r for r in results[: len(order)] if isinstance(r, int) and r > 0)
+        if rejected:
+            self.stats.rejected_samples += rejected
+            log.warning("%s: %d samples rejected by TimeSeries", self.consumer, rejected)
+        if refused:
+            self.stats.aborted_batches += 1
+            log.warning("%s: %d tickers refused the commit (lease moved or stale state); batch left pending", self.consumer, len(refused))
+            for p in {partition_of(t, self.partitions) for t in refused}:
+                self._drop(p)
+            return False
+        self._ack(work)
         return True
 
     # -- metrics ---------------------------------------------------------------------------------------------

@@ -40,8 +40,9 @@ def test_exact_keys_without_prefix():
     assert k.worker_metrics("host-1") == "worker:metrics:host-1"
     assert k.workers_alive == "workers:alive"
     assert k.partition_lease(2) == "lease:raw_market_data:{2}"
-    assert k.trade_hwm(2) == "hwm:raw_market_data:{2}"
-    assert k.trade_carry(2) == "carry:raw_market_data:{2}"
+    assert k.ticker_state("AAPL") == "state:{AAPL}:market"
+    assert k.partition_tickers(2) == "tickers:raw_market_data:{2}"
+    assert k.partition_epoch(2) == "lease:raw_market_data:{2}:epoch"
     assert k.quota("sec", "0123456789ab", "gcra") == "quota:{sec:0123456789ab}:gcra"
     assert k.checkpoint("backfill", "AAPL") == "checkpoint:backfill:AAPL"
     assert k.user("u1") == "json:user:u1"
@@ -58,7 +59,7 @@ def test_prefix_namespaces_every_key():
 def test_per_ticker_keys_share_one_hash_tag():
     k = Keys()
     ticker_keys = [k.tick("AAPL", "price"), k.bar("AAPL", "1m", "open"), k.provider_bar("AAPL", "polygon", "1m", "close"),
-                   k.sentiment("AAPL", "news"), k.news_index("AAPL"), k.social_index("AAPL")]
+                   k.sentiment("AAPL", "news"), k.news_index("AAPL"), k.social_index("AAPL"), k.ticker_state("AAPL")]
     tags = {re.search(r"\{([^}]*)\}", key).group(1) for key in ticker_keys}
     assert tags == {"AAPL"}
 
@@ -66,7 +67,7 @@ def test_per_ticker_keys_share_one_hash_tag():
 def test_documented_formats_are_in_the_spec():
     for fmt in ["stream:raw_market_data:{P}", "stream:dead_letter", "ts:{TICKER}:price", "ts:{TICKER}:bar:{TF}:{FIELD}",
                 "ts:{TICKER}:agg:{SOURCE}:{TF}:{FIELD}", "news:idx:{TICKER}", "lease:raw_market_data:{P}",
-                "hwm:raw_market_data:{P}", "carry:raw_market_data:{P}", "quota:{PROVIDER:KEYID}:gcra", "streamer:last_event", "processing_group"]:
+                "state:{TICKER}:market", "tickers:raw_market_data:{P}", "lease:raw_market_data:{P}:epoch", "quota:{PROVIDER:KEYID}:gcra", "streamer:last_event", "processing_group"]:
         assert fmt in DOC, fmt
 
 

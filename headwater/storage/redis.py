@@ -6,6 +6,9 @@ import logging
 from collections.abc import Iterable
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from headwater.keys import BAR_FIELDS, TICK_FIELDS, TIMEFRAMES, Keys
@@ -36,16 +39,34 @@ def resolve_redis_url(settings: RedisSettings | None = None) -> str:
     return resolve().redis_url
 
 
+def is_cluster(url: str) -> bool:
+    """Whether the server at ``url`` runs in Redis Cluster mode (then keys are routed by hash slot)."""
+    probe = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        return int(probe.info("cluster").get("cluster_enabled", 0)) == 1
+    finally:
+        probe.close()
+
+
 def connect(settings: RedisSettings | None = None, *, url: str | None = None, **kwargs: object) -> redis.Redis:
-    """A client for the configured Redis (the password comes from the URL, never from code or logs)."""
+    """A client for the configured Redis (the password comes from the URL, never from code or logs).
+
+    A Redis Cluster (OSS cluster API) is detected and gets a ``RedisCluster`` client; the key schema is
+    cluster-safe (per-ticker hash tags), and the stream processors switch to per-slot commits.
+    """
     settings = settings or RedisSettings()
-    return redis.Redis.from_url(
-        url or resolve_redis_url(settings),
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.socket_timeout_s,
-        health_check_interval=30,
-        **kwargs,
-    )
+    url = url or resolve_redis_url(settings)
+    options = {"socket_timeout": settings.socket_timeout_s, "socket_connect_timeout": settings.socket_timeout_s, **kwargs}
+    if is_cluster(url):
+        return RedisCluster.from_url(url, **options)  # type: ignore[return-value]
+    return redis.Redis.from_url(url, health_check_interval=30, **options)
+
+
+def connect_async(url: str) -> aioredis.Redis:
+    """An asyncio client (cluster-aware like ``connect``) for the streamer."""
+    if is_cluster(url):
+        return AsyncRedisCluster.from_url(url)  # type: ignore[return-value]
+    return aioredis.Redis.from_url(url)
 
 
 class TimeSeriesLayout:

@@ -1,0 +1,157 @@
+"""``idx:documents`` (RediSearch over the ``doc:{DOC_ID}:chunk:{N}`` hashes) and the chunk writes.
+
+Schema (docs/redis-keys.md): TAG ``doc_id ticker form source section``, NUMERIC ``position``,
+``public_ms`` (SORTABLE), ``period``, TEXT ``text``, VECTOR ``embedding`` HNSW FLOAT32 COSINE with the
+model's dimensions. ``blob_url`` and ``content_hash`` are stored, not indexed. The index name and the
+PREFIX come from ``Keys``, so a namespaced pipeline (or test) has its own index over its own chunks.
+
+A document's chunks are replaced in one MULTI/EXEC: the new chunk hashes, then the removal of chunks past
+the new end (a shorter re-filing), so a reader never sees a mix of two versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.exceptions import ResponseError
+
+from headwater.keys import Keys
+
+DEFAULT_DIMS = 384
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 200
+_PROBE = 64
+
+
+def index_args(keys: Keys, dims: int = DEFAULT_DIMS, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION) -> list[Any]:
+    """The FT.CREATE arguments of ``idx:documents``."""
+    return [
+        "FT.CREATE", keys.documents_index, "ON", "HASH", "PREFIX", 1, keys.chunk_prefix,
+        "SCHEMA",
+        "doc_id", "TAG", "ticker", "TAG", "form", "TAG", "source", "TAG", "section", "TAG",
+        "position", "NUMERIC", "public_ms", "NUMERIC", "SORTABLE", "period", "NUMERIC",
+        "text", "TEXT",
+        "embedding", "VECTOR", "HNSW", 10, "TYPE", "FLOAT32", "DIM", dims, "DISTANCE_METRIC", "COSINE",
+        "M", m, "EF_CONSTRUCTION", ef_construction,
+    ]  # fmt: skip
+
+
+def ensure_documents_index(client: redis.Redis, keys: Keys, dims: int = DEFAULT_DIMS, **hnsw: int) -> bool:
+    """Create ``idx:documents`` if missing (True if created); refuse an existing one of other dimensions."""
+    try:
+        client.execute_command(*index_args(keys, dims, **hnsw))
+        return True
+    except ResponseError as exc:
+        if "already exists" not in str(exc).lower():
+            raise
+    existing = index_dims(client, keys.documents_index)
+    if existing is not None and existing != dims:
+        raise RuntimeError(
+            f"{keys.documents_index} holds {existing}-dimensional vectors but the embedding model makes {dims}: "
+            "re-index with the new model under another key prefix, or keep the model"
+        )
+    return False
+
+
+def index_dims(client: redis.Redis, index: str) -> int | None:
+    """The DIM of the ``embedding`` field of an existing index (None if not found)."""
+    info = client.execute_command("FT.INFO", index)
+    pairs = _as_dict(info)
+    for attribute in pairs.get("attributes", []):
+        fields = _as_dict(attribute)
+        if str(fields.get("identifier", "")) == "embedding":
+            for name in ("dim", "DIM"):
+                if name in fields:
+                    return int(fields[name])
+    return None
+
+
+def _as_dict(reply: Any) -> dict[str, Any]:
+    def text(value: Any) -> Any:
+        return value.decode() if isinstance(value, bytes) else value
+
+    if isinstance(reply, dict):
+        return {str(text(k)): text(v) if not isinstance(v, (list, dict)) else v for k, v in reply.items()}
+    return {str(text(reply[i])): text(reply[i + 1]) if not isinstance(reply[i + 1], (list, dict)) else reply[i + 1]
+            for i in range(0, len(reply) - 1, 2)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One chunk hash as stored (the vector travels separately: it may not need recomputing)."""
+
+    doc_id: str
+    position: int
+    ticker: str
+    form: str
+    source: str
+    section: str
+    public_ms: int
+    period: int | None
+    text: str
+    blob_url: str
+    content_hash: str
+
+    def mapping(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "doc_id": self.doc_id, "ticker": self.ticker, "form": self.form, "source": self.source,
+            "section": self.section, "position": self.position, "public_ms": self.public_ms, "text": self.text,
+            "blob_url": self.blob_url, "content_hash": self.content_hash,
+        }  # fmt: skip
+        if self.period is not None:
+            fields["period"] = self.period
+        return fields
+
+
+def stored_hashes(client: redis.Redis, keys: Keys, doc_id: str, count: int, dims: int) -> list[str | None]:
+    """Per position ``0..count-1``: the stored chunk's ``content_hash`` if it has a full vector, else None."""
+    if count == 0:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for n in range(count):
+        pipe.hget(keys.chunk(doc_id, n), "content_hash")
+        pipe.hstrlen(keys.chunk(doc_id, n), "embedding")
+    replies = pipe.execute()
+    out: list[str | None] = []
+    for n in range(count):
+        digest, length = replies[2 * n], replies[2 * n + 1]
+        out.append(digest.decode() if digest is not None and length == dims * 4 else None)
+    return out
+
+
+def write_document(client: redis.Redis, keys: Keys, records: Sequence[ChunkRecord], vectors: dict[int, bytes]) -> int:
+    """Replace a document's chunks atomically; ``vectors`` holds new embeddings by position. Returns chunks removed."""
+    if not records:
+        raise ValueError("a document without chunks")
+    doc_id = records[0].doc_id
+    stale = _stale_positions(client, keys, doc_id, len(records))
+    pipe = client.pipeline(transaction=True)
+    for record in records:
+        mapping = record.mapping()
+        if record.position in vectors:
+            mapping["embedding"] = vectors[record.position]
+        pipe.hset(keys.chunk(doc_id, record.position), mapping=mapping)
+        if record.period is None:
+            pipe.hdel(keys.chunk(doc_id, record.position), "period")
+    if stale:
+        pipe.delete(*(keys.chunk(doc_id, n) for n in stale))
+    pipe.execute()
+    return len(stale)
+
+
+def _stale_positions(client: redis.Redis, keys: Keys, doc_id: str, start: int) -> list[int]:
+    """Chunk positions from ``start`` on that still exist (chunk positions are contiguous from 0)."""
+    stale: list[int] = []
+    while True:
+        pipe = client.pipeline(transaction=False)
+        for n in range(start, start + _PROBE):
+            pipe.exists(keys.chunk(doc_id, n))
+        found = pipe.execute()
+        for offset, exists in enumerate(found):
+            if not exists:
+                return stale
+            stale.append(start + offset)
+        start += _PROBE
