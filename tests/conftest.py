@@ -17,6 +17,10 @@ import redis
 
 from headwater import services
 
+# Prefect's ephemeral API (flows run without PREFECT_API_URL) must start within 20 s by default; a shared,
+# busy CI machine can need longer. Subprocesses inherit this.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
 
 def _external(name: str) -> str | None:
     return next((os.environ[v] for v in services.EXTERNAL_ENV[name] if os.environ.get(v)), None)

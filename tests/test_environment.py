@@ -62,7 +62,8 @@ def test_a_prefect_flow_with_a_retried_task_runs(tmp_path):
         print("result", pipeline())
         """
     )
-    env = {"PREFECT_HOME": str(tmp_path), "PREFECT_API_URL": "", "PATH": "/usr/bin:/bin", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {"PREFECT_HOME": str(tmp_path), "PREFECT_API_URL": "", "PATH": "/usr/bin:/bin", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}  # shared CI machines can be slow
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "result 2" in out.stdout
