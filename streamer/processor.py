@@ -330,6 +330,7 @@ class MarketProcessor:
             time.sleep(min(0.5, self.lease_ms / 4000))
             return 0
         streams = {self.keys.raw_market_data(p): ">" for p in sorted(self.owned)}
+        count = max(1, -(-self.settings.batch_size // len(streams)))  # batch_size entries in all, not per stream
         block = min(self.settings.block_ms, max(1, int(self.lease_ms / 3)))
         if any(self._carry.values()):
             if now >= self._next_carry_flush:
@@ -340,10 +341,10 @@ class MarketProcessor:
             reply = []
             for stream in streams:
                 part = self.client.xreadgroup(self.keys.group, self.consumer, {stream: ">"},
-                                              count=self.settings.batch_size, block=max(1, block // len(streams)))  # fmt: skip
+                                              count=count, block=max(1, block // len(streams)))  # fmt: skip
                 reply += part or []
         else:
-            reply = self.client.xreadgroup(self.keys.group, self.consumer, streams, count=self.settings.batch_size, block=block)
+            reply = self.client.xreadgroup(self.keys.group, self.consumer, streams, count=count, block=block)
         if not reply:
             return 0
         batch = {name: entries for name, entries in reply}

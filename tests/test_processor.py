@@ -235,3 +235,20 @@ def test_stored_if_and_only_if_the_strict_model_accepts(r, key_prefix):
     assert proc.stats.dead_letters == len(corpus) - sum(expected_ok)
     assert proc.stats.fast_path_refusals == 0
     assert sum(expected_ok) > 10 and len(corpus) - sum(expected_ok) > 100
+
+
+def test_a_batch_whose_lease_moved_writes_nothing_and_stays_pending(r, key_prefix):
+    keys = Keys(key_prefix)
+    push(r, keys, [trade("ORCL", T0 + i, 100.0, 1, i + 1) for i in range(10)])
+    proc = MarketProcessor(r, keys, settings(lease_ms=5000), consumer="old")
+    proc.rebalance()
+    reply = r.xreadgroup(keys.group, "old", {keys.raw_market_data(0): ">"}, count=100)
+    r.set(keys.partition_lease(0), "new-owner")  # another worker took the partition meanwhile
+    assert proc.process({name: entries for name, entries in reply}) == 1
+    assert proc.stats.aborted_batches == 1 and 0 not in proc.owned
+    assert not r.exists(keys.tick("ORCL", "volume")) or r.execute_command("TS.INFO", keys.tick("ORCL", "volume"))[b"totalSamples"] == 0
+    assert r.xpending(keys.raw_market_data(0), keys.group)["pending"] == 1
+    r.delete(keys.partition_lease(0))
+    survivor = MarketProcessor(r, keys, settings(), consumer="new")
+    drain(survivor)
+    assert sum(v for _, v in series(r, keys.tick("ORCL", "volume"))) == 10.0

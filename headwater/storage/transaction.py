@@ -32,7 +32,7 @@ def guarded_transaction(
         conn.send_packed_command([pack(("WATCH", *watch)), pack(("MGET", *watch))])
         conn.read_response()
         if list(conn.read_response()) != list(expect):
-            conn.send_packed_command(pack(("UNWATCH",)))
+            conn.send_packed_command([pack(("UNWATCH",))])
             conn.read_response()
             return None
         conn.send_packed_command([pack(("MULTI",)), *(pack(tuple(c)) for c in commands), pack(("EXEC",))])
