@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 import redis
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import ContentSettings
 
 from headwater.keys import Keys
@@ -149,7 +149,14 @@ def read_events(store: BlobStore, day: datetime | None = None, *, prefix: str | 
         prefix = f"{AUDIT_PREFIX}{day:%Y/%m/%d}/" if day else AUDIT_PREFIX
     seen: dict[str, dict[str, Any]] = {}
     for path in sorted(store.list(container, prefix)):
-        for line in store.get(container, path).splitlines():
+        try:
+            data = store.get(container, path)
+        except HttpResponseError as exc:
+            if getattr(exc, "error_code", None) == "BlobArchived":
+                raise AuditError(f"{container}/{path} is in the Archive tier; rehydrate it first "
+                                 f"(python -m flows.cold_storage rehydrate {path}) and read the copy") from exc  # fmt: skip
+            raise
+        for line in data.splitlines():
             if line.strip():
                 event = orjson.loads(line)
                 seen.setdefault(event["id"], event)

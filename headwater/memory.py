@@ -143,24 +143,24 @@ def report(
                 fam.biggest = sorted(fam.biggest, reverse=True)[:top]
     info = client.info("memory")
     used = int(info.get("used_memory", 0))
-    pipe = client.pipeline(transaction=False)
     rows = []
     for fam in families.values():
         fam.biggest = sorted(fam.biggest, reverse=True)[:top]
-        if not fam.keys:
-            continue
-        fam.retention = _retention_note(fam, prefix)
-        for _, key in fam.biggest:
-            pipe.type(key)
-        rows.append(fam)
-    types = iter(pipe.execute(raise_on_error=False))
+        if fam.keys:
+            fam.retention = _retention_note(fam, prefix)
+            rows.append(fam)
+    shown = [key for fam in rows for _, key in fam.biggest]
+    pipe = client.pipeline(transaction=False)
+    for key in shown:
+        pipe.type(key)
+    types = dict(zip(shown, pipe.execute(raise_on_error=False)))
     out_families = []
     for fam in sorted(rows, key=lambda f: f.bytes, reverse=True):
-        biggest = [{"key": key, "bytes": size, "type": _s(next(types))} for size, key in fam.biggest]
+        biggest = [{"key": key, "bytes": size, "type": _s(types[key])} for size, key in fam.biggest]
         out_families.append({
             "family": fam.name, "pattern": fam.pattern, "keys": fam.keys, "bytes": fam.bytes,
             "avg_bytes": fam.bytes // fam.keys if fam.keys else 0,
-            "share_of_used_memory": round(fam.bytes / used, 4) if used else None,
+            "share_of_used_memory": round(fam.bytes / used, 6) if used else None,
             "estimated": fam.estimated, "retention": fam.retention, "biggest": biggest,
         })  # fmt: skip
     return {

@@ -50,7 +50,6 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from headwater.audit import audit_log_key
 from headwater.keys import Keys
 
 log = logging.getLogger("headwater.metrics")
@@ -183,11 +182,13 @@ class RedisCollector(Collector):
     # -- streams ------------------------------------------------------------------------------------------
     def _stream_names(self) -> list[tuple[str, str, str]]:
         """(key, logical name, partition) of every stream of the schema."""
+        from headwater.audit import audit_log_key  # not at import: the exec probes stay light
+
         k = self.keys
         out = [(k.raw_market_data(p), "raw_market_data", str(p)) for p in range(self.partitions)]
-        out += [(k.raw_news, "raw_news", ""), (k.raw_social, "raw_social", ""), (k.raw_documents, "raw_documents", ""),
-                (k.dead_letter, "dead_letter", ""), (k.quarantine, "quarantine", ""), (audit_log_key(k), "audit_log", "")]  # fmt: skip
-        return out
+        singles = [(k.raw_news, "raw_news"), (k.raw_social, "raw_social"), (k.raw_documents, "raw_documents"),
+                   (k.dead_letter, "dead_letter"), (k.quarantine, "quarantine"), (audit_log_key(k), "audit_log")]
+        return out + [(key, name, "") for key, name in singles]
 
     def _streams(self) -> Iterator[Metric]:
         streams = self._stream_names()
@@ -272,7 +273,8 @@ class RedisCollector(Collector):
             owned.add_metric([consumer], len(data.get("owned") or []))
             hist = {int(k): int(v) for k, v in (data.get("latency_ms_hist") or {}).items()}
             if hist:
-                buckets = [(repr(b), sum(n for ms, n in hist.items() if ms < 1000 and ms <= b * 1000)) for b in WORKER_LATENCY_BUCKETS]
+                under_1s = [(ms, n) for ms, n in hist.items() if ms < 1000]
+                buckets = [(repr(b), sum(n for ms, n in under_1s if ms <= b * 1000)) for b in WORKER_LATENCY_BUCKETS]
                 total = sum(hist.values())
                 buckets.append(("+Inf", total))
                 latency.add_metric([consumer], buckets, sum(ms * n for ms, n in hist.items()) / 1000)
@@ -443,15 +445,16 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging()
     settings = Settings()
-    client = connect(settings.redis)
     keys = Keys(settings.redis.key_prefix)
-    if args.command == "probe":
-        try:
+    try:
+        client = connect(settings.redis)
+        if args.command == "probe":
             ok, why = probe(client, keys, args.what, args.max_age)
-        except redis.RedisError as exc:
-            ok, why = False, f"Redis: {redact(str(exc))}"
-        print(why)
-        return 0 if ok else 1
+            print(why)
+            return 0 if ok else 1
+    except redis.RedisError as exc:
+        print(f"cannot reach Redis: {redact(str(exc))}", file=sys.stderr)
+        return 1 if args.command == "probe" else 2
     server, _ = serve(build_registry(client, keys, settings.streams.partitions), args.host, args.port)
     log.info("serving Prometheus metrics on http://%s:%d/metrics", args.host, server.server_port)
     stop = threading.Event()

@@ -11,6 +11,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
+from headwater import retention
 from headwater.keys import BAR_FIELDS, TICK_FIELDS, TIMEFRAMES, Keys
 from headwater.settings import RedisSettings, StreamSettings
 
@@ -72,7 +73,9 @@ def connect_async(url: str) -> aioredis.Redis:
 class TimeSeriesLayout:
     """Creates the per-ticker series and compaction rules once, idempotently and race-safely.
 
-    Tick series keep ``tick_retention_days``; 1m/5m bars ``bar_retention_days``; 1h/1d bars two years.
+    Retention comes from ``config/retention.yaml`` (``headwater.retention``): tick series the "ticks" kind,
+    every bar series the "bars" kind (hot window + grace, so the archive flow copies bars to warm storage
+    before Redis drops them).
     Tick series use ``DUPLICATE_POLICY LAST`` (a replay rewrites the same value), except volume, which is
     ``SUM`` because two prints can share a millisecond; exactly-once for volume is the writer's job (trade
     high-water marks committed with the writes, see ``streamer.processor``).
@@ -82,8 +85,8 @@ class TimeSeriesLayout:
         streams = streams or StreamSettings()
         self.client = client
         self.keys = keys
-        self.tick_retention_ms = int(streams.tick_retention_days * DAY_MS)
-        self.bar_retention_ms = int(streams.bar_retention_days * DAY_MS)
+        self.tick_retention_ms = retention.retention_ms("ticks")
+        self.bar_retention_ms = retention.retention_ms("bars")
         self._ready: set[str] = set()
 
     def ensure(self, tickers: Iterable[str]) -> None:
@@ -117,13 +120,11 @@ class TimeSeriesLayout:
                 duplicate_policy="SUM" if field == "volume" else "LAST",
             )  # fmt: skip
         for timeframe in TIMEFRAMES:
-            retention = (
-                int(LONG_BAR_RETENTION_DAYS * DAY_MS) if timeframe in LONG_TIMEFRAMES else self.bar_retention_ms
-            )
             for bar_field in BAR_FIELDS:
                 self._create(
-                    pipe, self.keys.bar(ticker, timeframe, bar_field), retention, ticker, bar_field, "bar", timeframe
-                )
+                    pipe, self.keys.bar(ticker, timeframe, bar_field), self.bar_retention_ms, ticker, bar_field, "bar",
+                    timeframe,
+                )  # fmt: skip
 
     @staticmethod
     def _create(
