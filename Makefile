@@ -1,7 +1,7 @@
 # Headwater: the two commands a newcomer needs are `make demo` and `make test` (see README).
 PY := .venv/bin/python
 
-.PHONY: install demo test test-fast up down status bench help
+.PHONY: install demo test test-fast up services down status bench help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -18,7 +18,10 @@ test: install  ## run the whole test suite against real Redis Stack, Azurite, Pr
 test-fast: install  ## the suite without the slow tests
 	$(PY) -m pytest -m "not slow"
 
-up: install  ## start the embedded services (Redis Stack, Azurite, Prefect, provider stand-ins) in the background
+up: install  ## the whole system until Ctrl-C: services, streamer, processors, Prefect worker + deployments, metrics, feature API
+	$(PY) scripts/run_all.py
+
+services: install  ## only the embedded services (Redis Stack, Azurite, Prefect, provider stand-ins), in the background
 	$(PY) -m headwater.services up
 
 down:  ## stop the embedded services

@@ -44,12 +44,11 @@ from azure.core.exceptions import HttpResponseError
 
 from flows.archive import BAR_COLUMNS, COMPACTED_SOURCE, record_to_hash
 from headwater import audit, retention
-from headwater.keys import TIMEFRAMES, Keys, check_ticker
+from headwater.keys import REPLAY_PREFIX, TIMEFRAMES, Keys, check_ticker
 from headwater.storage.blob import BlobStore
 from headwater.storage.redis import ensure_series
 
 DATASETS = ("bars", "signals", "news", "social")
-REPLAY_PREFIX = "replay:"
 MADD_CHUNK = 5_000
 
 
@@ -80,7 +79,7 @@ def target_keys(live: Keys, into: str) -> Keys:
     if into == "live":
         return live
     if into == "replay":
-        return Keys(live.prefix + REPLAY_PREFIX)
+        return live.replay()
     raise ValueError(f"--into must be 'replay' or 'live', not {into!r}")
 
 

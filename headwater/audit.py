@@ -41,7 +41,7 @@ AUDIT_PREFIX = "audit/"
 
 def audit_log_key(keys: Keys) -> str:
     """The audit buffer stream: ``{prefix}audit:log`` (documented in docs/redis-keys.md)."""
-    return f"{keys.prefix}audit:log"
+    return keys.audit_log
 
 
 class AuditError(RuntimeError):

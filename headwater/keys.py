@@ -26,6 +26,7 @@ BAR_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 TIMEFRAMES: dict[str, int] = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
 
 PROCESSING_GROUP = "processing_group"
+REPLAY_PREFIX = "replay:"
 
 
 def partition_of(ticker: str, partitions: int) -> int:
@@ -169,6 +170,25 @@ class Keys:
     def workers_alive(self) -> str:
         """Sorted set of stream-processor consumers by last heartbeat (ms)."""
         return f"{self.prefix}workers:alive"
+
+    @property
+    def audit_log(self) -> str:
+        """Stream buffering audit events until they are flushed to the cold container (``headwater.audit``)."""
+        return f"{self.prefix}audit:log"
+
+    @property
+    def metrics_counters(self) -> str:
+        """Hash of generic counters any process bumps (``headwater.metrics.count``)."""
+        return f"{self.prefix}metrics:counters"
+
+    @property
+    def metrics_histograms(self) -> str:
+        """Hash of generic histograms (``headwater.metrics.observe``)."""
+        return f"{self.prefix}metrics:histograms"
+
+    def replay(self) -> Keys:
+        """The same schema under ``replay:``: data reloaded from warm storage by ``flows.restore``."""
+        return Keys(self.prefix + REPLAY_PREFIX)
 
     def quota(self, provider: str, key_id: str, window: str) -> str:
         """Shared limiter state of one provider key (hash-tagged: one slot per provider key)."""

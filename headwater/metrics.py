@@ -70,12 +70,12 @@ MAX_STREAMER_CONNECTIONS = 64  # PolygonSettings.connections is bounded by this
 
 def counters_key(keys: Keys) -> str:
     """Hash of generic counters: field ``["name", [[label, value], ...]]`` (JSON) -> value."""
-    return f"{keys.prefix}metrics:counters"
+    return keys.metrics_counters
 
 
 def histograms_key(keys: Keys) -> str:
     """Hash of generic histograms: field ``["name", labels, le | "sum" | "count"]`` (JSON) -> value."""
-    return f"{keys.prefix}metrics:histograms"
+    return keys.metrics_histograms
 
 
 def _labels(labels: dict[str, Any]) -> list[list[str]]:

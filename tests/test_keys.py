@@ -46,6 +46,9 @@ def test_exact_keys_without_prefix():
     assert k.quota("sec", "0123456789ab", "gcra") == "quota:{sec:0123456789ab}:gcra"
     assert k.checkpoint("backfill", "AAPL") == "checkpoint:backfill:AAPL"
     assert k.user("u1") == "json:user:u1"
+    assert k.audit_log == "audit:log"
+    assert k.metrics_counters == "metrics:counters" and k.metrics_histograms == "metrics:histograms"
+    assert Keys("t:").replay().tick("AAPL", "price") == "t:replay:ts:{AAPL}:price"
     assert k.portfolio("p1") == "json:portfolio:p1"
 
 
@@ -67,7 +70,7 @@ def test_per_ticker_keys_share_one_hash_tag():
 def test_documented_formats_are_in_the_spec():
     for fmt in ["stream:raw_market_data:{P}", "stream:dead_letter", "ts:{TICKER}:price", "ts:{TICKER}:bar:{TF}:{FIELD}",
                 "ts:{TICKER}:agg:{SOURCE}:{TF}:{FIELD}", "news:idx:{TICKER}", "lease:raw_market_data:{P}",
-                "state:{TICKER}:market", "tickers:raw_market_data:{P}", "lease:raw_market_data:{P}:epoch", "quota:{PROVIDER:KEYID}:gcra", "streamer:last_event", "processing_group"]:
+                "state:{TICKER}:market", "audit:log", "metrics:counters", "replay:", "tickers:raw_market_data:{P}", "lease:raw_market_data:{P}:epoch", "quota:{PROVIDER:KEYID}:gcra", "streamer:last_event", "processing_group"]:
         assert fmt in DOC, fmt
 
 
