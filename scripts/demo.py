@@ -3,8 +3,8 @@
 1. start the embedded services (Redis Stack, Azurite, Prefect server, provider stand-ins) if not running;
 2. real time: the streamer reads the Polygon WebSocket stand-in for ``--seconds`` while two stream
    processors write RedisTimeSeries (ticks, server-side 1m/5m/1h bars);
-3. batch, documents and features stages (see README) when their modules are present;
-4. print what was stored.
+3. batch, documents and features stages (see README);
+4. print what was stored, and the Prometheus metrics the exporter serves meanwhile.
 
 Services keep running afterwards (inspect with `make status`, stop with `make down`); ``--down`` stops them.
 """
@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +40,8 @@ def banner(text: str) -> None:
     print(f"\n=== {text} " + "=" * max(0, 74 - len(text)), flush=True)
 
 
-def run_realtime(settings: Settings, keys: Keys, client: redis.Redis, seconds: float) -> None:
-    """Streamer + 2 processors as real processes; wait until every entry is processed."""
+def run_realtime(settings: Settings, keys: Keys, client: redis.Redis, seconds: float, metrics_url: str) -> None:
+    """Streamer + 2 processors as real processes; wait until every entry is processed; scrape the metrics."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HEADWATER_LOG_LEVEL": os.environ.get("HEADWATER_LOG_LEVEL", "WARNING")}
     workers = subprocess.Popen([sys.executable, "-m", "streamer", "process", "--workers", "2"], cwd=ROOT, env=env)
     try:
@@ -59,7 +60,10 @@ def run_realtime(settings: Settings, keys: Keys, client: redis.Redis, seconds: f
             if all(g["lag"] == 0 and g["pending"] == 0 for g in groups):
                 break
             time.sleep(0.1)
-        time.sleep(0.2)
+        time.sleep(1.2)  # workers publish their counters every second
+        report_realtime(client, keys, settings.streams.partitions, load_tickers())
+        banner("metrics: Prometheus exporter (python -m headwater.metrics), while the processors run")
+        report_metrics(metrics_url)
     finally:
         workers.send_signal(signal.SIGTERM)
         workers.wait(timeout=60)
@@ -82,6 +86,37 @@ def report_realtime(client: redis.Redis, keys: Keys, partitions: int, tickers: l
                   f"  1m bars so far: {len(bars)}")  # fmt: skip
 
 
+def start_metrics_exporter() -> tuple[subprocess.Popen[bytes], str]:
+    """The Prometheus exporter on a free loopback port, for the length of the demo."""
+    port = services.free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "headwater.metrics", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return proc, f"http://127.0.0.1:{port}/metrics"
+
+
+def report_metrics(url: str) -> None:
+    """Scrape the exporter once and show the pipeline's headline series."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                print(f"metrics endpoint {url} did not answer")
+                return
+            time.sleep(0.3)
+    families = ("headwater_stream_length{", "headwater_stream_entries_added", "headwater_stream_lag{",
+                "headwater_dead_letters", "headwater_streamer_", "headwater_worker_", "headwater_redis_used_memory")
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    print(f"{url}: {len(samples)} samples, e.g.")
+    for family in families:
+        for line in [x for x in samples if x.startswith(family)][:2]:
+            print(f"  {line}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to stream real-time data (default 15)")
@@ -100,14 +135,15 @@ def main() -> int:
     keys = Keys(settings.redis.key_prefix)
     client = redis.Redis.from_url(endpoints.redis_url)
     BlobStore(settings.blob, connection_string=endpoints.blob_connection_string).ensure_containers()
-    tickers = load_tickers()
+    exporter, metrics_url = start_metrics_exporter()
     try:
         banner("2. real time: Polygon WebSocket -> Redis Streams -> processors -> RedisTimeSeries")
-        run_realtime(settings, keys, client, args.seconds)
-        report_realtime(client, keys, settings.streams.partitions, tickers)
+        run_realtime(settings, keys, client, args.seconds, metrics_url)
         banner("done")
         print("services keep running: `make status` to inspect, `make down` to stop")
     finally:
+        exporter.terminate()
+        exporter.wait(timeout=30)
         if args.down:
             services.down()
     return 0

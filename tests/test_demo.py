@@ -23,4 +23,5 @@ def test_demo_runs_end_to_end_and_reports_what_it_stored(tmp_path):
     assert "tick price series" in out.stdout and "dead letters                       : 0" in out.stdout
     samples = int(out.stdout.split("tickers, ")[1].split(" trade samples")[0])
     assert samples > 100
+    assert "headwater_stream_entries_added" in out.stdout and "headwater_worker_" in out.stdout  # metrics served
     assert not (tmp_path / "home" / "services.json").exists() or "redis" not in (tmp_path / "home" / "services.json").read_text()
