@@ -6,13 +6,19 @@ API key (``auth_success`` / ``auth_failed`` + close), ``subscribe`` / ``unsubscr
 arrays of events batched into text frames. Every trade, quote and bar comes from ``standins.market.MarketSim``,
 so a minute bar fetched later over REST equals the aggregate of the trades streamed for that minute.
 
-How it keeps up with ~10^5 events/s in Python:
+How it keeps up with tens of thousands of events/s in Python:
 
-* A background thread generates each (ticker, minute) once, one minute ahead, into a *chunk*: numpy columns
-  of the minute's trades plus every event of the minute (trade, quote, per-second and per-minute aggregate)
-  sorted by emission time. Aggregates are serialized at generation time (there are few of them).
+* Each (ticker, minute) is generated once, one minute ahead, into a *chunk*: numpy columns of the minute's
+  trades and quotes plus every event of the minute (trade, quote, per-second and per-minute aggregate)
+  sorted by emission time; aggregates are serialized right away (there are few). Only tickers someone
+  subscribed to are generated. ``market.py`` costs ~12 us of CPU per trade+quote, so from
+  ``PROCESS_GENERATOR_RATE`` up a worker process does this (a thread would fight the event loop for the
+  GIL); below it, one (ticker, minute) at a time runs on the event loop between ticks.
+* A minute starts streaming only once it is generated for every subscribed ticker: an overloaded stand-in
+  falls behind real time (and says so in the log) instead of leaving silent holes; ``max_catchup_ms``
+  bounds how far behind it may fall before it skips ahead.
 * Every tick (5 ms) the pump takes the events whose time the clock has passed (one ``searchsorted``),
-  serializes only those some connection wants -- once, shared by all subscribers -- with bytes templates,
+  formats only those some connection wants -- once, shared by all subscribers -- with bytes templates,
   and appends frames of up to ``max_events_per_frame`` events to each connection's send queue.
 * One writer task per connection drains its queue, so a slow reader never stalls the others; a reader that
   falls ``max_buffer_bytes`` behind is disconnected, as Polygon does when its server-side buffer fills.
@@ -27,6 +33,7 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 import zlib
@@ -58,9 +65,11 @@ _PRIO_AGG, _PRIO_QUOTE, _PRIO_TRADE = 0, 1, 2
 # market.py spaces a minute's trades ``60_000 // n`` ms apart: above 60,000 trades a minute they collapse
 # onto the same millisecond, so this is the densest a single ticker can trade.
 MAX_TRADES_PER_MINUTE = MINUTE_MS
-# From this target rate up, a worker process generates the market (~8 us per trade in market.py) so the
-# event loop keeps one core for serializing and sending.
+# From this target rate up, a worker process generates the market so the event loop keeps its core for
+# formatting and sending. The worker is spawned (not forked): a script that starts the stand-in must guard
+# its entry point with ``if __name__ == "__main__":``, as usual with multiprocessing.
 PROCESS_GENERATOR_RATE = 10_000.0
+# Events per worker job (~0.5 s of work): two jobs queued keep the worker busy between hand-overs.
 _EVENTS_PER_JOB = 60_000
 # Close codes: 1008 (policy violation) is what Polygon sends with ``max_connections``.
 CLOSE_POLICY = 1008
@@ -418,6 +427,7 @@ class PolygonStandIn:
         self._active_version = 0
         self._chunks: dict[int, _Chunk] = {}
         self._cursor = 0
+        self._held_at: int | None = None
         self._factory = _PartFactory(seed, tpm, quotes_per_trade, self.tickers)
         self._pool: ProcessPoolExecutor | None = None
         self._gen_wake: asyncio.Event | None = None
@@ -862,26 +872,31 @@ class PolygonStandIn:
             chunk = self._chunks.get(minute)
             if active and (chunk is None or not active <= chunk.tickers):
                 end = minute * MINUTE_MS - 1
+                if self._held_at != minute:
+                    self._held_at = minute
+                    log.warning("minute %d is not generated yet; the stream waits for it", minute)
                 break
         # At most ``max_events_per_tick`` events a tick (cut at a millisecond), so a backlog after a pause
         # or a stall drains over several ticks instead of blocking the loop and flooding the queues.
+        # Cutting ``end`` never drops an event already taken: earlier chunks end at this one's start.
         segments: list[tuple[_Chunk, int, int]] = []
         budget = self.max_events_per_tick
-        for minute in range(first, end // MINUTE_MS + 1):
+        minute = first
+        while minute * MINUTE_MS <= end:  # chunk m holds events emitted in [start(m), start(m + 1)]
             chunk = self._chunks.get(minute)
+            minute += 1
             if chunk is None:
                 continue
             lo = _first_at(chunk, cursor + 1)
             hi = _first_at(chunk, end + 1)
-            if hi - lo > budget:
-                cut_ms = chunk.start + int(chunk.key[lo + budget]) // 4  # first millisecond left out
+            keep = max(budget, 1)  # at least the events of one millisecond
+            if hi - lo > keep:
+                cut_ms = chunk.start + int(chunk.key[lo + keep]) // 4  # the first millisecond left out
                 end = max(cut_ms - 1, chunk.start + int(chunk.key[lo]) // 4)
                 hi = _first_at(chunk, end + 1)
             if hi > lo:
                 segments.append((chunk, lo, hi))
                 budget -= hi - lo
-            if budget <= 0 or end < (minute + 1) * MINUTE_MS:
-                break
         if end <= cursor:
             return
         self._cursor = end
@@ -978,7 +993,12 @@ class PolygonStandIn:
                     pass
                 continue
             try:
+                started = time.monotonic()
                 await self._fill(*work)
+                log.debug(
+                    "generated minute %d for %d tickers in %.2f s (cursor %.1f s into its minute)",
+                    work[0], len(work[1]), time.monotonic() - started, self._cursor % MINUTE_MS / 1000,
+                )  # fmt: skip
             except BrokenProcessPool:
                 log.error("the generator process died; generating on the event loop from now on")
                 self._pool = None
@@ -1045,7 +1065,6 @@ class PolygonStandIn:
                 if preempted():
                     break
         else:
-            # ~0.5 s of work a job: the worker keeps two queued, so it never waits on this process's GIL.
             per_job = max(1, _EVENTS_PER_JOB // (self.trades_per_minute * (1 + self.quotes_per_trade)))
             jobs = [
                 self._pool.submit(_worker_generate, tidxs[i : i + per_job], minute)
@@ -1108,10 +1127,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=args.host,
         port=args.port,
     )
-    try:
-        asyncio.run(standin.serve_forever())
-    except KeyboardInterrupt:
-        pass
+
+    async def serve() -> None:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await standin.serve_forever()
+        except asyncio.CancelledError:
+            log.info("Polygon stand-in stopped")
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":
