@@ -106,20 +106,31 @@ class ChunkRecord:
         return fields
 
 
-def stored_hashes(client: redis.Redis, keys: Keys, doc_id: str, count: int, dims: int) -> list[str | None]:
-    """Per position ``0..count-1``: the stored chunk's ``content_hash`` if it has a full vector, else None."""
-    if count == 0:
-        return []
+def stored_chunks(client: redis.Redis, keys: Keys, doc_id: str, dims: int) -> dict[int, str]:
+    """Position -> ``content_hash`` of the document's stored chunks that have a full vector."""
+    found: dict[int, str] = {}
+    start = 0
+    while True:
+        pipe = client.pipeline(transaction=False)
+        for n in range(start, start + _PROBE):
+            pipe.hget(keys.chunk(doc_id, n), "content_hash")
+            pipe.hstrlen(keys.chunk(doc_id, n), "embedding")
+        replies = pipe.execute()
+        for offset in range(_PROBE):
+            digest, length = replies[2 * offset], replies[2 * offset + 1]
+            if digest is None and length == 0:
+                return found  # chunk positions are contiguous from 0
+            if digest is not None and length == dims * 4:
+                found[start + offset] = digest.decode()
+        start += _PROBE
+
+
+def stored_vectors(client: redis.Redis, keys: Keys, doc_id: str, positions: Sequence[int]) -> dict[int, bytes]:
+    """The stored embedding bytes of some of a document's chunks, by position."""
     pipe = client.pipeline(transaction=False)
-    for n in range(count):
-        pipe.hget(keys.chunk(doc_id, n), "content_hash")
-        pipe.hstrlen(keys.chunk(doc_id, n), "embedding")
-    replies = pipe.execute()
-    out: list[str | None] = []
-    for n in range(count):
-        digest, length = replies[2 * n], replies[2 * n + 1]
-        out.append(digest.decode() if digest is not None and length == dims * 4 else None)
-    return out
+    for n in positions:
+        pipe.hget(keys.chunk(doc_id, n), "embedding")
+    return {n: v for n, v in zip(positions, pipe.execute()) if v is not None}
 
 
 def write_document(client: redis.Redis, keys: Keys, records: Sequence[ChunkRecord], vectors: dict[int, bytes]) -> int:

@@ -433,8 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the hits as JSON")
     args = parser.parse_args(argv)
     setup_logging("WARNING")
+    searcher = _default_search()
+    searcher.embedder.model  # noqa: B018 - load the model before the query is timed
     try:
-        response = _default_search().search(args.query, args.ticker, args.forms, args.as_of, args.k, sources=args.sources,
+        response = searcher.search(args.query, args.ticker, args.forms, args.as_of, args.k, sources=args.sources,
                                             use_cache=not args.no_cache)  # fmt: skip
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

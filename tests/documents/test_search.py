@@ -1,0 +1,151 @@
+"""search_documents: point-in-time filtering, query escaping, hybrid ranking, semantic cache, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+
+import pytest
+
+from headwater.documents.index import ChunkRecord, ensure_documents_index, write_document
+from headwater.documents.embed import to_bytes
+from headwater.documents.search import (
+    DocumentSearch,
+    escape_tag,
+    filter_clause,
+    search_documents,
+    text_clause,
+    to_epoch_ms,
+)
+
+UTC = dt.timezone.utc
+EARLY = int(dt.datetime(2024, 2, 1, 21, 0, tzinfo=UTC).timestamp() * 1000)
+LATE = int(dt.datetime(2024, 8, 2, 21, 0, tzinfo=UTC).timestamp() * 1000)
+# doc_id, ticker, form, source, section, public_ms, text
+DOCS = [
+    ("sec:0000320193-24-000010", "AAPL", "10-K", "sec", "Item 1A", EARLY,
+     "Risk factors: the Company depends on component suppliers and its supply chain could be disrupted."),
+    ("sec:0000320193-24-000090", "AAPL", "10-Q", "sec", "Part I Item 2", LATE,
+     "The Company faces new supply chain risks from tariffs announced during the quarter."),
+    ("sec:0000789019-24-000020", "MSFT", "10-K", "sec", "Item 1A", EARLY,
+     "Risk factors: cloud data center capacity and supply chain constraints could limit growth."),
+    ("transcript:AAPL:2024Q2", "AAPL", "transcript", "transcript", "qa", EARLY,
+     "Analyst: can you comment on the foo bar program and the services margin?"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def corpus(r, keys, embedder) -> DocumentSearch:
+    ensure_documents_index(r, keys, embedder.dims)
+    vectors = embedder.encode([d[-1] for d in DOCS])
+    for (doc_id, ticker, form, source, section, public_ms, text), vector in zip(DOCS, vectors):
+        record = ChunkRecord(doc_id, 0, ticker, form, source, section, public_ms, 20241, text,
+                             f"http://blob.test/raw/{doc_id}", "h")  # fmt: skip
+        write_document(r, keys, [record], {0: to_bytes(vector)})
+    return DocumentSearch(r, keys, embedder)
+
+
+def test_as_of_never_returns_what_was_not_yet_public(corpus):
+    question = "supply chain risks from tariffs"
+    now = corpus.search(question, ticker="AAPL", k=10, use_cache=False).hits
+    assert "sec:0000320193-24-000090" in [h.doc_id for h in now]
+    for as_of in ("2024-06-30", dt.datetime(2024, 8, 2, 20, 59, tzinfo=UTC), LATE - 1, "2024-08-02T16:59:59-04:00"):
+        for hybrid in (True, False):
+            hits = corpus.search(question, ticker="AAPL", as_of=as_of, k=10, hybrid=hybrid, use_cache=False).hits
+            assert hits and all(h.public_ms <= to_epoch_ms(as_of) for h in hits)
+            assert "sec:0000320193-24-000090" not in [h.doc_id for h in hits]
+    assert corpus.search(question, ticker="AAPL", as_of=LATE, k=10, use_cache=False).hits[0].public_ms == LATE
+    assert corpus.search(question, as_of="2024-01-01", use_cache=False).hits == []  # nothing public yet
+
+
+def test_as_of_dates_and_datetimes():
+    assert to_epoch_ms("2024-06-30") == int(dt.datetime(2024, 7, 1, 3, 59, 59, 999_000, tzinfo=UTC).timestamp() * 1000)
+    assert to_epoch_ms("2024-06-30T12:00:00Z") == int(dt.datetime(2024, 6, 30, 12, tzinfo=UTC).timestamp() * 1000)
+    with pytest.raises(ValueError, match="time zone"):
+        to_epoch_ms(dt.datetime(2024, 6, 30, 12))
+    with pytest.raises(ValueError):
+        to_epoch_ms("last tuesday")
+
+
+SYNTAX_QUERIES = [
+    "@ticker:{AAPL} | -foo* {bar}",
+    "@ticker:{MSFT}",
+    "*",
+    "-*",
+    '"unterminated',
+    "(@text:foo) => [KNN 100 @embedding $vec]",
+    "@public_ms:[0 +inf] | @source:{transcript}",
+    "%foo% ~bar \\ ; : ' ` ^ & !",
+    "}{)(][",
+]
+
+
+@pytest.mark.parametrize("query", SYNTAX_QUERIES)
+def test_query_syntax_is_searched_as_text_and_never_executed(corpus, query):
+    hits = corpus.search(query, ticker="AAPL", as_of="2024-06-30", k=10, use_cache=False).hits
+    assert all(h.ticker == "AAPL" and h.public_ms <= to_epoch_ms("2024-06-30") for h in hits)  # filters still hold
+    everything = corpus.search(query, k=10, use_cache=False).hits
+    assert {h.ticker for h in everything} == {"AAPL", "MSFT"}  # "@ticker:{...}" in the text filtered nothing
+
+
+def test_syntax_words_match_as_words(corpus):
+    hits = corpus.search("@ticker:{MSFT} | -foo* {bar}", k=10, use_cache=False).hits
+    assert hits[0].doc_id == "transcript:AAPL:2024Q2"  # "-foo*" did not exclude foo; the words foo and bar ranked it first
+    assert hits[0].text_score is not None and hits[0].source == "transcript"
+    assert text_clause("@ticker:{MSFT} | -foo* {bar}") == "@text:(ticker|msft|foo|bar)"
+    assert text_clause("*** -- {}") is None
+
+
+def test_filters_are_validated_and_escaped():
+    assert escape_tag("10-K/A") == "10\\-K\\/A" and escape_tag("BRK.B") == "BRK\\.B"
+    assert filter_clause("BRK.B", ["10-K/A", "transcript"], ["sec"], 5) == (
+        "@ticker:{BRK\\.B} @form:{10\\-K\\/A|transcript} @source:{sec} @public_ms:[-inf 5]")
+    for bad in ("AAPL} | @form:{10-K", "aapl", "*"):
+        with pytest.raises(ValueError):
+            filter_clause(ticker=bad)
+    with pytest.raises(ValueError):
+        filter_clause(forms=["10-K} @ticker:{MSFT"])
+
+
+def test_semantic_cache_hits_near_duplicates_and_expires(r, keys, embedder, corpus):
+    search = DocumentSearch(r, keys, embedder, cache_ttl_s=1.5, cache_threshold=0.95)
+    first = search.search("What are Apple's supply chain risks?", ticker="AAPL", k=3)
+    assert not first.cached and first.hits
+    near = search.search("what are apple's supply-chain risks", ticker="AAPL", k=3)
+    assert near.cached and [h.key for h in near.hits] == [h.key for h in first.hits]
+    assert near.hits[0].blob_url == first.hits[0].blob_url and near.hits[0].score == first.hits[0].score
+    assert not search.search("What are Apple's supply chain risks?", ticker="MSFT", k=3).cached  # other scope
+    assert not search.search("What are Apple's supply chain risks?", ticker="AAPL", k=3, as_of="2024-06-30").cached
+    assert not search.search("Who is the chief executive officer?", ticker="AAPL", k=3).cached  # not similar
+    entries = list(r.scan_iter(match=f"{keys.semantic_cache_entry('')}*"))
+    assert entries and all(0 < r.pttl(e) <= 1500 for e in entries)
+    time.sleep(1.7)
+    assert not search.search("what are apple's supply-chain risks", ticker="AAPL", k=3).cached  # after the TTL
+
+
+def test_search_documents_api_and_cli(r, keys, embedder, corpus, redis_url, key_prefix, monkeypatch, capsys):
+    hits = search_documents("supplier disruption", ticker="AAPL", forms=["10-K"], k=2, client=r, keys=keys,
+                            embedder=embedder)  # fmt: skip
+    assert [h.doc_id for h in hits] == ["sec:0000320193-24-000010"]
+    assert hits[0].section == "Item 1A" and hits[0].blob_url.startswith("http://blob.test/")
+
+    from headwater.documents import search as module
+
+    monkeypatch.setenv("HEADWATER_REDIS_URL", redis_url)
+    monkeypatch.setenv("HEADWATER_REDIS_KEY_PREFIX", key_prefix)
+    module._default_search.cache_clear()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        assert module.main(["supply chain", "--ticker", "AAPL", "--as-of", "2024-06-30", "--json", "--no-cache"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["hits"] and all(h["ticker"] == "AAPL" and h["public_ms"] <= to_epoch_ms("2024-06-30") for h in out["hits"])
+        assert module.main(["supply chain", "--ticker", "AAPL", "--k", "1"]) == 0
+        text = capsys.readouterr().out
+        assert "AAPL" in text and "http://blob.test/raw/" in text
+        assert module.main(["x", "--as-of", "soon"]) == 2
+    finally:
+        module._default_search.cache_clear()
+        root.handlers[:], root.level = handlers, level
