@@ -76,7 +76,7 @@ class Background:
             raise self.error
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -155,8 +155,8 @@ def test_outage_is_filled_from_rest_with_no_missing_and_no_doubled_bars(redis_ur
         ws.stop()  # the provider goes away for ~4 simulated minutes
         time.sleep(4)
         ws = PolygonStandIn(tickers=TICKERS, events_per_second=150, clock=clock.ms, port=port).start()
-        wait_for(lambda: streamer.gap_filled_bars >= 3 * len(TICKERS), timeout=20, what="gap fill")
-        wait_for(lambda: writer_last() >= first_am + 6 * MINUTE, timeout=20, what="bars after the outage")
+        wait_for(lambda: streamer.gap_filled_bars >= 3 * len(TICKERS), timeout=90, what="gap fill")
+        wait_for(lambda: writer_last() >= first_am + 6 * MINUTE, timeout=90, what="bars after the outage")
         run.stop()
         run.join()
         ws.stop()
