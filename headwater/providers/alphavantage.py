@@ -26,6 +26,7 @@ import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from headwater.models import Bar
 from headwater.providers.http import AuthError, BadRequest, HttpClient, RateLimited
@@ -59,13 +60,12 @@ def eastern_to_utc_ms(local: pd.Series | list[str], *, daily: bool = False) -> p
     outside every session, so the first (daylight) reading is taken. Spring-forward's missing hour cannot occur.
     """
     values = pd.Series(local, dtype="object")
-    if daily:
-        stamps = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce").dt.tz_localize("UTC")
-    else:
-        naive = pd.to_datetime(values, format="%Y-%m-%d %H:%M:%S", errors="coerce")
-        stamps = naive.dt.tz_localize(NEW_YORK, ambiguous=True, nonexistent="NaT").dt.tz_convert("UTC")
-    ms = stamps.astype("int64") // 1_000_000
-    return ms.where(stamps.notna(), 0).astype("int64")
+    fmt = "%Y-%m-%d" if daily else "%Y-%m-%d %H:%M:%S"
+    naive = pd.to_datetime(values, format=fmt, errors="coerce")
+    zone = "UTC" if daily else "America/New_York"  # the tz name: pandas' fast path (a ZoneInfo is ~7x slower)
+    aware = naive.dt.tz_localize(zone, ambiguous=True, nonexistent="NaT")
+    ns = aware.array.asi8  # UTC nanoseconds (NaT: the minimum int64)
+    return pd.Series(np.where(aware.isna().to_numpy(), 0, ns // 1_000_000), index=values.index, dtype="int64")
 
 
 def parse_series(body: dict[str, Any], ticker: str, *, timeframe: str) -> pd.DataFrame:

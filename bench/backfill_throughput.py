@@ -1,0 +1,171 @@
+"""Backfill throughput: bars/s the historical backfiller lands in RedisTimeSeries, against a raw TS.MADD loop.
+
+    .venv/bin/python bench/backfill_throughput.py --json [--tickers 4] [--month 2024-03] [--parallel 4]
+
+Starts what it needs in a temporary folder: Redis Stack (``headwater.services.start_redis``), a Prefect server
+(``start_prefect``) and the REST stand-in in its own process, its clock pinned after the month's last close. Then:
+
+1. a warm-up backfill of ``--tickers`` x one month of 1-minute bars (``--no-daily``): the stand-in generates and
+   caches the bars (reported as ``cold_*``);
+2. the timed backfill: the same units under a fresh key prefix, through the flow (Prefect tasks, Alpha Vantage
+   client + JSON parse, GX ``bars`` gate, TS.MADD writer, checkpoints). ``rows_per_s`` is bars stored / wall time
+   of the flow run; ``store_rows_per_s`` only the time inside the writer (``hot_write_ms``);
+3. the baseline: the same bars, read back, written under a third prefix by a plain redis-py loop of TS.MADD
+   commands (2,000 bars = 10,000 samples per command, series created beforehand) -- what "just write it" costs.
+
+``ratio`` = ``rows_per_s / baseline_rows_per_s`` (end to end; target 0.5) and ``store_ratio`` the same for the
+writer alone. The quota file used allows every request at once: the bench measures the pipeline, not Alpha
+Vantage's per-minute limit (75/min would add ~0.8 s per request). Prints ONE JSON object with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from headwater import services  # noqa: E402
+
+TICKERS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "XOM", "JNJ", "V", "WMT")
+FIELDS = ("open", "high", "low", "close", "volume")
+CHUNK_BARS = 2000
+
+STANDIN = """
+import json, sys, threading
+from standins.http_server import ProviderStandIn
+hub = ProviderStandIn(clock=lambda: float(sys.argv[1])).start()
+print(json.dumps(hub.base_urls()), flush=True)
+threading.Event().wait()
+"""
+
+
+def month_end_clock(month: str) -> float:
+    """Epoch seconds on the month's last day at 21:00 New York: every bar of the month is complete."""
+    year, mon = int(month[:4]), int(month[5:])
+    last = calendar.monthrange(year, mon)[1]
+    return dt.datetime(year, mon, last, 21, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
+
+
+def start_standin(clock: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-c", STANDIN, str(clock)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line:
+        proc.kill()
+        raise RuntimeError("the REST stand-in did not start")
+    return proc, json.loads(line)["alphavantage"]
+
+
+def read_bars(client, keys, tickers: list[str]) -> dict[str, dict[str, list[tuple[int, float]]]]:  # noqa: ANN001
+    """Every stored 1-minute bar of the tickers, per ticker and field."""
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for ticker in tickers:
+        out[ticker] = {f: [(int(t), float(v)) for t, v in client.execute_command(
+            "TS.RANGE", keys.provider_bar(ticker, "alphavantage", "1m", f), "-", "+")] for f in FIELDS}  # fmt: skip
+    return out
+
+
+def raw_tsmadd(client, keys, bars: dict[str, dict[str, list[tuple[int, float]]]]) -> tuple[int, float]:  # noqa: ANN001
+    """The baseline: write the same bars with a plain loop of TS.MADD commands; returns (bars, seconds)."""
+    from headwater.storage.redis import ensure_series
+
+    for ticker in bars:
+        for f in FIELDS:
+            ensure_series(client, keys.provider_bar(ticker, "alphavantage", "1m", f), 10 * 365 * 86_400_000,
+                          {"ticker": ticker, "field": f}, duplicate_policy="LAST")  # fmt: skip
+    rows = sum(len(b["close"]) for b in bars.values())
+    started = time.perf_counter()
+    for ticker, fields in bars.items():
+        n = len(fields["close"])
+        for start in range(0, n, CHUNK_BARS):
+            args: list[object] = []
+            for f in FIELDS:
+                key = keys.provider_bar(ticker, "alphavantage", "1m", f)
+                for t, v in fields[f][start : start + CHUNK_BARS]:
+                    args += (key, t, v)
+            client.execute_command("TS.MADD", *args)
+    return rows, time.perf_counter() - started
+
+
+def run(tickers: int, month: str, parallel: int) -> dict[str, object]:
+    home = Path(tempfile.mkdtemp(prefix="hw-bench-"))
+    redis_handle = services.start_redis(home / "redis")
+    prefect_handle = services.start_prefect(home / "prefect")
+    standin, av_url = start_standin(month_end_clock(month))
+    quota_file = home / "data_sources.yaml"
+    quota_file.write_text("providers:\n  alphavantage:\n    quota: {per_second: 100000}\n")
+    os.environ.update({
+        "PREFECT_API_URL": prefect_handle.url, "PREFECT_LOGGING_LEVEL": "WARNING", "HEADWATER_REDIS_URL": redis_handle.url,
+        "HEADWATER_ALPHAVANTAGE_BASE_URL": av_url, "HEADWATER_STREAM_BAR_RETENTION_DAYS": "3650",
+        "HEADWATER_GX_HOME": str(home / "gx"), "HEADWATER_STANDIN_DISCOVER": "false",
+    })  # fmt: skip
+    try:
+        import redis
+
+        from flows.historical_data_backfiller import historical_data_backfiller
+        from headwater.keys import Keys
+
+        symbols = list(TICKERS[:tickers])
+        year, mon = int(month[:4]), int(month[5:])
+        end = dt.date(year, mon, calendar.monthrange(year, mon)[1])
+        args = {"tickers": symbols, "years": 0.1, "intraday_months": 1, "include_daily": False, "end_date": end,
+                "parallel": parallel, "progress": False, "data_sources": str(quota_file)}  # fmt: skip
+
+        def backfill(prefix: str) -> tuple[dict, float]:
+            os.environ["HEADWATER_REDIS_KEY_PREFIX"] = prefix
+            started = time.perf_counter()
+            summary = historical_data_backfiller(**args)
+            return summary, time.perf_counter() - started
+
+        cold, cold_s = backfill("cold:")
+        timed, timed_s = backfill("timed:")
+        client = redis.Redis.from_url(redis_handle.url)
+        bars = read_bars(client, Keys("timed:"), symbols)
+        rows, base_s = raw_tsmadd(client, Keys("raw:"), bars)
+        stored = int(timed["counts"]["hot"])
+        write_s = timed["counts"]["hot_write_ms"] / 1000
+        rate, base_rate = stored / timed_s, rows / base_s
+        return {
+            "tickers": tickers, "month": month, "parallel": parallel, "samples_per_row": len(FIELDS),
+            "rows": stored, "elapsed_s": round(timed_s, 3), "rows_per_s": round(rate),
+            "hot_write_s": round(write_s, 3), "store_rows_per_s": round(stored / write_s) if write_s else None,
+            "baseline_rows": rows, "baseline_elapsed_s": round(base_s, 3), "baseline_rows_per_s": round(base_rate),
+            "ratio": round(rate / base_rate, 3), "store_ratio": round(stored / write_s / base_rate, 3) if write_s else None,
+            "target_ratio": 0.5, "target_met": rate / base_rate >= 0.5,
+            "cold_elapsed_s": round(cold_s, 3), "cold_rows_per_s": round(int(cold["counts"]["hot"]) / cold_s),
+            "quarantined_rows": int(timed["counts"]["quarantined"]),
+        }  # fmt: skip
+    finally:
+        standin.terminate()
+        standin.wait(timeout=10)
+        prefect_handle.stop()
+        redis_handle.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object (default: the same, indented)")
+    parser.add_argument("--tickers", type=int, default=4, help=f"tickers to backfill (at most {len(TICKERS)})")
+    parser.add_argument("--month", default="2024-03", help="the month of 1-minute bars (YYYY-MM)")
+    parser.add_argument("--parallel", type=int, default=4)
+    args = parser.parse_args(argv)
+    result = run(min(args.tickers, len(TICKERS)), args.month, args.parallel)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

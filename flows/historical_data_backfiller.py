@@ -1,0 +1,302 @@
+"""On-demand history load: daily and 1-minute bars from Alpha Vantage -> GX ``bars`` gate -> hot or warm storage.
+
+    python flows/historical_data_backfiller.py --tickers-file config/tickers.txt --years 2 --parallel 10
+
+**Units of work.** Per ticker one *daily* unit (``TIME_SERIES_DAILY``, full history cut to ``--years``) and one
+*intraday* unit per New York calendar month (``TIME_SERIES_INTRADAY&interval=1min&month=YYYY-MM``), the current
+month included (``--intraday-months``, default ``ceil(12 * years)``; ``--no-intraday`` / ``--no-daily`` skip a kind). Up to
+``--parallel`` units are fetched at a time (Prefect task runner threads); every request still passes the shared
+Alpha Vantage quota (``config/data_sources.yaml``), so ten workers on ten machines cannot exceed it together.
+
+**Hot or warm.** A TimeSeries refuses samples older than its retention, so each validated unit is split at
+``now - retention + 1 day`` (1m series: ``HEADWATER_STREAM_BAR_RETENTION_DAYS``, default 90; 1d series: 730 days):
+newer bars go to ``ts:{T}:agg:alphavantage:{1m,1d}:{field}`` with TS.MADD (LAST policy: idempotent); older ones --
+and any sample Redis still refuses -- to Parquet in the warm container (``HEADWATER_BLOB_WARM_CONTAINER``,
+default ``warm``), one file per source, timeframe, ticker and session month::
+
+    bars/alphavantage/{1m|1d}/{TICKER}/{YYYY}/{MM}.parquet   columns ticker, timeframe, source, ts (epoch ms UTC),
+                                                             open, high, low, close, volume; sorted by ts
+
+(the session month is the New York date for intraday bars, the bar's date for daily bars, so one intraday unit
+writes exactly one file). A partition is merged with what is already there (same ``ts`` -> the new row wins) and
+uploaded only when its bytes change, so re-runs are idempotent.
+
+``--end-date YYYY-MM-DD`` (default: today in New York) loads the history that ends that day instead.
+
+**Resumable.** After a unit is stored its checkpoint is written (``checkpoint:backfill:{T}``, a hash: field ``1d``
+or ``1m:YYYY-MM`` -> JSON counts). A re-run skips finished units: past months for good, the daily unit for the
+rest of the (New York) day; the current month is always fetched again. An interrupted run (Ctrl-C, a crash, a
+spent daily budget) therefore resumes where it stopped. A spent budget ends the run cleanly with
+``stopped_reason``; units not started are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import math
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+if __package__ in (None, ""):  # `python flows/historical_data_backfiller.py`: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+from prefect import flow, task  # noqa: E402
+from prefect.futures import as_completed  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from flows import common  # noqa: E402
+from headwater.settings import BlobSettings  # noqa: E402
+from headwater.storage.blob import BlobStore  # noqa: E402
+
+FLOW = "historical_data_backfiller"
+JOB = "backfill"
+NEW_YORK = ZoneInfo("America/New_York")
+DAY_MS = 86_400_000
+HOT_MARGIN_MS = DAY_MS  # keep clear of the retention edge: Redis measures it from the series' newest sample
+WARM_COLUMNS = ["ticker", "timeframe", "source", "ts", "open", "high", "low", "close", "volume"]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One request's worth of history: a ticker's daily series, or one month of its 1-minute bars."""
+
+    ticker: str
+    timeframe: str  # "1d" or "1m"
+    month: str | None = None  # YYYY-MM (New York) for intraday units
+
+    @property
+    def field(self) -> str:
+        """The unit's field in ``checkpoint:backfill:{T}``."""
+        return self.timeframe if self.month is None else f"{self.timeframe}:{self.month}"
+
+    def __str__(self) -> str:
+        return f"{self.ticker} {self.field}"
+
+
+def today_new_york(now: float | None = None) -> dt.date:
+    return dt.datetime.fromtimestamp(time.time() if now is None else now, NEW_YORK).date()
+
+
+def months_back(today: dt.date, count: int) -> list[str]:
+    """``count`` calendar months ending with ``today``'s, newest first (``YYYY-MM``)."""
+    index = today.year * 12 + today.month - 1
+    return [f"{(index - i) // 12:04d}-{(index - i) % 12 + 1:02d}" for i in range(count)]
+
+
+def plan(tickers: list[str], intraday_months: int, today: dt.date, daily: bool = True) -> list[Unit]:
+    """Every unit of the backfill, ticker by ticker (daily first, then months newest first)."""
+    units: list[Unit] = []
+    for ticker in tickers:
+        if daily:
+            units.append(Unit(ticker, "1d"))
+        units += [Unit(ticker, "1m", month) for month in months_back(today, intraday_months)]
+    return units
+
+
+def is_done(unit: Unit, record: dict[str, Any] | None, today: dt.date) -> bool:
+    """Whether a checkpoint record means the unit needs no fetch: past months always, daily for the day."""
+    if not record:
+        return False
+    if unit.month is not None:
+        return unit.month < today.strftime("%Y-%m")
+    return record.get("as_of") == today.isoformat()
+
+
+def pending_units(units: list[Unit], today: dt.date) -> tuple[list[Unit], int]:
+    """The units without a valid checkpoint, and how many were skipped as done."""
+    client, k = common.redis_client(), common.keys()
+    tickers = list(dict.fromkeys(u.ticker for u in units))
+    pipe = client.pipeline(transaction=False)
+    for ticker in tickers:
+        pipe.hgetall(k.checkpoint(JOB, ticker))
+    records = {t: {f.decode(): json.loads(v) for f, v in r.items()} for t, r in zip(tickers, pipe.execute())}
+    todo = [u for u in units if not is_done(u, records[u.ticker].get(u.field), today)]
+    return todo, len(units) - len(todo)
+
+
+# -- warm storage --------------------------------------------------------------------------------------------
+_blob_lock = threading.Lock()
+_blob_stores: dict[tuple[str, ...], BlobStore] = {}
+
+
+def blob_store() -> BlobStore:
+    """A store for the configured account and containers (created once per process, containers ensured)."""
+    from headwater.storage.blob import resolve_connection_string
+
+    settings = BlobSettings()
+    cs = resolve_connection_string(settings)
+    cache_key = (cs, settings.raw_container, settings.warm_container, settings.cold_container)
+    with _blob_lock:
+        if cache_key not in _blob_stores:
+            store = BlobStore(settings, connection_string=cs)
+            store.ensure_containers()
+            _blob_stores[cache_key] = store
+        return _blob_stores[cache_key]
+
+
+def session_months(frame: pd.DataFrame) -> pd.Series:
+    """``YYYY/MM`` of each bar's session: New York date for intraday bars, the bar's UTC date for daily bars."""
+    utc = pd.to_datetime(frame["ts"], unit="ms", utc=True)
+    local = utc.dt.tz_convert(NEW_YORK)
+    daily = frame["timeframe"].astype(str).str.endswith("d")
+    return local.dt.strftime("%Y/%m").where(~daily, utc.dt.strftime("%Y/%m"))
+
+
+def warm_path(source: str, timeframe: str, ticker: str, month: str) -> str:
+    return f"bars/{source}/{timeframe}/{ticker}/{month}.parquet"
+
+
+def write_warm(frame: pd.DataFrame) -> int:
+    """Merge bars into their monthly Parquet partitions in the warm container (idempotent); returns rows given."""
+    if frame.empty:
+        return 0
+    store, container = blob_store(), BlobSettings().warm_container
+    frame = frame[WARM_COLUMNS].assign(_month=session_months(frame))
+    for (source, timeframe, ticker, month), part in frame.groupby(["source", "timeframe", "ticker", "_month"]):
+        path = warm_path(source, timeframe, ticker, month)
+        rows = part[WARM_COLUMNS]
+        if store.exists(container, path):
+            rows = pd.concat([pd.read_parquet(io.BytesIO(store.get(container, path))), rows], ignore_index=True)
+        rows = rows.drop_duplicates(subset="ts", keep="last").sort_values("ts").reset_index(drop=True)
+        rows = rows.astype({"ts": "int64", "open": "float64", "high": "float64", "low": "float64", "close": "float64",
+                            "volume": "float64"})  # fmt: skip
+        buffer = io.BytesIO()
+        rows.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
+        store.put(container, path, buffer.getvalue(), content_type="application/vnd.apache.parquet",
+                  metadata={"ticker": ticker, "timeframe": timeframe, "source": source, "rows": str(len(rows))})  # fmt: skip
+    return len(frame)
+
+
+# -- tasks -----------------------------------------------------------------------------------------------------
+@task(**common.IO_RETRIES, tags=["alphavantage"])
+def fetch_history(unit: Unit, since_ms: int, extended_hours: bool = True, data_sources: str | None = None) -> pd.DataFrame:
+    """Fetch one unit of history from Alpha Vantage (a ticker's daily series, or one month of 1-minute bars)."""
+    client = common.provider_client("alphavantage", data_sources=data_sources)
+    if unit.month is None:
+        frame = client.daily(unit.ticker, outputsize="full")
+        return frame[frame["ts"] >= since_ms].reset_index(drop=True)
+    return client.intraday(unit.ticker, interval="1min", outputsize="full", month=unit.month,
+                           extended_hours=extended_hours)  # fmt: skip
+
+
+@task(**common.IO_RETRIES)
+def commit_history(unit: Unit, good: pd.DataFrame, fetched: int, quarantined: int) -> dict[str, int]:
+    """Store a validated unit (hot window -> RedisTimeSeries, older -> Parquet in Blob), then checkpoint it."""
+    cutoff = int(time.time() * 1000) - common.bar_retention_ms(unit.timeframe) + HOT_MARGIN_MS
+    hot, warm = good[good["ts"] >= cutoff], good[good["ts"] < cutoff]
+    started = time.perf_counter()
+    written = common.write_bars(hot)
+    store_ms = int((time.perf_counter() - started) * 1000)
+    if written.rejected is not None:
+        warm = pd.concat([warm, written.rejected])
+    warm_rows = write_warm(warm)
+    counts = {"fetched": fetched, "validated": len(good), "quarantined": quarantined, "hot": written.written,
+              "warm": warm_rows, "hot_write_ms": store_ms}  # fmt: skip
+    record = {**counts, "as_of": today_new_york().isoformat(), "at": int(time.time())}
+    common.redis_client().hset(common.keys().checkpoint(JOB, unit.ticker), unit.field, json.dumps(record))
+    return counts
+
+
+# -- the flow --------------------------------------------------------------------------------------------------
+@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=16))
+def historical_data_backfiller(
+    tickers: list[str] | None = None,
+    tickers_file: str | None = None,
+    years: float = 2.0,
+    parallel: int = 10,
+    intraday_months: int | None = None,
+    include_intraday: bool = True,
+    include_daily: bool = True,
+    extended_hours: bool = True,
+    end_date: dt.date | None = None,
+    progress: bool = True,
+    data_sources: str | None = None,
+) -> dict:
+    """Backfill daily and 1-minute history for the tickers; resumable per unit."""
+    summary = common.RunSummary(FLOW)
+    symbols = common.resolve_tickers(tickers, tickers_file)
+    today = today_new_york()
+    end = end_date or today
+    months = 0 if not include_intraday else intraday_months if intraday_months is not None else math.ceil(12 * years)
+    todo, done_before = pending_units(plan(symbols, months, end, daily=include_daily), today)
+    end_ms = int(dt.datetime(end.year, end.month, end.day, tzinfo=dt.UTC).timestamp() * 1000) + DAY_MS
+    since_ms = end_ms - int(years * 365.25 * DAY_MS)
+    summary.add(units=len(todo) + done_before, already_done=done_before)
+    queue: deque[Unit] = deque(todo)
+    fetching: dict[Any, Unit] = {}
+    storing: dict[Any, Unit] = {}
+    bar = tqdm(total=len(todo), desc="backfill", unit="unit", disable=not progress, file=sys.stderr)
+    try:
+        while queue or fetching or storing:
+            while queue and not summary.stopped_reason and len(fetching) + len(storing) < max(1, parallel):
+                unit = queue.popleft()
+                fetching[fetch_history.submit(unit, since_ms, extended_hours, data_sources)] = unit
+            if summary.stopped_reason:
+                summary.skipped += [str(u) for u in queue]
+                queue.clear()
+            if not (fetching or storing):
+                break
+            future = next(as_completed(list(fetching) + list(storing)))
+            result = future.result(raise_on_failure=False)
+            if future in fetching:
+                unit = fetching.pop(future)
+                if isinstance(result, BaseException):
+                    summary.record_failure(str(unit), result)
+                    bar.update(1)
+                    continue
+                frame = common.bars_to_rows(result) if len(result) else result
+                good, quarantined = common.gate(dataset="bars", frame=frame, flow=FLOW, source="alphavantage")
+                storing[commit_history.submit(unit, good, len(result), quarantined)] = unit
+            else:
+                unit = storing.pop(future)
+                bar.update(1)
+                if isinstance(result, BaseException):
+                    summary.record_failure(str(unit), result)
+                    continue
+                summary.add(done=1, **result)
+                bar.set_postfix(hot=summary.counts.get("hot", 0), warm=summary.counts.get("warm", 0), refresh=False)
+    finally:
+        bar.close()
+    return common.finish(summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from headwater.log import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python flows/historical_data_backfiller.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--tickers-file", default=None, help="one ticker per line (default config/tickers.txt)")
+    parser.add_argument("--ticker", action="append", help="ticker(s) instead of the file (repeatable)")
+    parser.add_argument("--years", type=float, default=2.0, help="history depth (default 2)")
+    parser.add_argument("--parallel", type=int, default=10, help="units fetched at once (default 10)")
+    parser.add_argument("--intraday-months", type=int, default=None, help="months of 1-minute bars (default 12 x years)")
+    parser.add_argument("--no-intraday", action="store_true", help="daily bars only")
+    parser.add_argument("--no-daily", action="store_true", help="intraday bars only")
+    parser.add_argument("--end-date", type=dt.date.fromisoformat, default=None, help="last day (default today)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    setup_logging()
+    state = historical_data_backfiller(
+        tickers=args.ticker, tickers_file=args.tickers_file, years=args.years, parallel=args.parallel,
+        intraday_months=args.intraday_months, include_intraday=not args.no_intraday, include_daily=not args.no_daily,
+        end_date=args.end_date,
+        progress=not args.no_progress,
+        return_state=True,
+    )  # fmt: skip
+    print(json.dumps(state.result(raise_on_failure=False) if state.is_completed() else {"error": state.message},
+                     default=str))  # fmt: skip
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Scheduled news (every 5 minutes): NewsAPI -> GX ``articles`` gate -> ``stream:raw_news`` -> news processor.
+
+Per ticker one ``/v2/everything`` search (``AAPL OR "Apple"``; company names from ``headwater.tagging``; symbols
+that are English words are searched by name only), from the ticker's watermark
+(``checkpoint:news_scraper:{T}``: newest publish time seen, minus ``overlap_minutes`` for late-indexed articles)
+or ``lookback_hours`` back on the first run. Articles the client could not parse and rows the suite rejects go
+to ``stream:quarantine``; an article already stored (its id in ``seen:news``) or found twice in this run is
+counted as a duplicate and not re-published. The rest is XADDed to ``stream:raw_news`` and the watermarks
+advance. With ``drain`` (default) the run then processes the stream once (``flows/processors``): de-duplicate,
+sentiment, ticker tags, ``news:{id}`` hashes with TTL, ``news:idx:{T}``, ``ts:{T}:sentiment:news``.
+
+CLI (the reference's ``--test --ticker``)::
+
+    python -m flows.news_scraper --ticker MSFT
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python flows/news_scraper.py`: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+from prefect import flow, task  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from expectations.articles import COLUMNS  # noqa: E402
+from flows import common  # noqa: E402
+from headwater.models import Article  # noqa: E402
+from headwater.tagging import COMPANY_NAMES, is_ambiguous  # noqa: E402
+
+FLOW = "news_scraper"
+DATASET = "news"
+
+
+def news_query(ticker: str) -> str:
+    """The NewsAPI search for a ticker: the symbol and the company's names (names only for word-like symbols)."""
+    names = [f'"{n}"' for n in COMPANY_NAMES.get(ticker, ())]
+    terms = names if is_ambiguous(ticker) and names else [ticker, *names]
+    return " OR ".join(terms)
+
+
+@dataclass
+class TickerNews:
+    ticker: str
+    articles: list[Article] = field(default_factory=list)
+    rejected: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    newest_ms: int | None = None
+
+
+@task(**common.IO_RETRIES, tags=["newsapi"])
+def fetch_articles(
+    ticker: str, lookback_hours: float, overlap_minutes: float, max_pages: int, data_sources: str | None = None,
+) -> TickerNews:  # fmt: skip
+    """Search NewsAPI for one ticker's articles since its watermark."""
+    client = common.provider_client("newsapi", data_sources=data_sources)
+    watermark = common.redis_client().get(common.keys().checkpoint(FLOW, ticker))
+    now = time.time()
+    since_s = now - lookback_hours * 3600
+    if watermark:
+        since_s = max(since_s, int(watermark) / 1000 - overlap_minutes * 60)
+    result = TickerNews(ticker, newest_ms=int(watermark) if watermark else None)
+    for page in range(1, max_pages + 1):
+        answer = client.everything(news_query(ticker), since=dt.datetime.fromtimestamp(since_s, dt.UTC), page=page)
+        result.articles += answer.articles
+        result.rejected += answer.rejected
+        if page * 100 >= answer.total or not (answer.articles or answer.rejected):
+            break
+    for article in result.articles:
+        published = int(article.published_at.timestamp() * 1000)
+        result.newest_ms = max(result.newest_ms or 0, published)
+    return result
+
+
+def article_frame(found: dict[str, TickerNews]) -> tuple[pd.DataFrame, dict[str, Article]]:
+    """One row per (article, query ticker), in the ``articles`` suite's columns; and the articles by id."""
+    rows, by_id = [], {}
+    for ticker, news in found.items():
+        for a in news.articles:
+            by_id.setdefault(a.id, a)
+            rows.append({"id": a.id, "url": a.url, "title": a.title, "description": a.description, "content": a.content,
+                         "source": a.source, "author": a.author, "published_ms": int(a.published_at.timestamp() * 1000),
+                         "query": ticker})  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS), by_id
+
+
+@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=8))
+def news_scraper(
+    tickers: list[str] | None = None,
+    tickers_file: str | None = None,
+    lookback_hours: float = 24.0,
+    overlap_minutes: float = 15.0,
+    max_pages: int = 1,
+    drain: bool = True,
+    data_sources: str | None = None,
+) -> dict:
+    """Fetch, validate and publish new articles per ticker; optionally process them at once."""
+    summary = common.RunSummary(FLOW)
+    symbols = common.resolve_tickers(tickers, tickers_file)
+    futures = {t: fetch_articles.submit(t, lookback_hours, overlap_minutes, max_pages, data_sources) for t in symbols}
+    found: dict[str, TickerNews] = common.collect(futures, summary)
+    rejected = [r for news in found.values() for r in news.rejected]
+    parse_quarantined = common.quarantine("articles", common.rejected_rows(rejected, "Article"), flow=FLOW, source="newsapi")
+    frame, by_id = article_frame(found)
+    fetched = len(frame) + len(rejected)
+    frame = frame.drop_duplicates(subset="id", keep="first")
+    new_ids = common.unseen(DATASET, frame["id"].tolist())
+    fresh = frame[frame["id"].isin(new_ids)].reset_index(drop=True)
+    duplicates = fetched - len(rejected) - len(fresh)
+    good, quarantined = common.gate(dataset="articles", frame=fresh, flow=FLOW, source="newsapi")
+    k = common.keys()
+    messages = [{"d": by_id[row.id].model_dump_json(), "q": row.query, "src": "newsapi",
+                 "fetched_ms": str(int(time.time() * 1000))} for row in good.itertuples(index=False)]  # fmt: skip
+    watermarks = {k.checkpoint(FLOW, t): str(n.newest_ms) for t, n in found.items() if n.newest_ms}
+    published = common.publish(k.raw_news, messages, watermarks)
+    summary.add(tickers=len(symbols), fetched=fetched, duplicates=duplicates, validated=len(good),
+                quarantined=quarantined + parse_quarantined, published=published)  # fmt: skip
+    if drain:
+        processed = common.drain_stream(DATASET)
+        summary.add(stored=processed["stored"], processor_duplicates=processed["duplicates"],
+                    dead_letters=processed["dead_letters"])  # fmt: skip
+    return common.finish(summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from headwater.log import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m flows.news_scraper", description=__doc__.splitlines()[0])
+    parser.add_argument("--ticker", action="append", help="ticker(s) to search (repeatable); default: the tickers file")
+    parser.add_argument("--tickers-file", default=None)
+    parser.add_argument("--test", action="store_true", help="one quick run for MSFT (or --ticker)")
+    parser.add_argument("--lookback-hours", type=float, default=24.0)
+    parser.add_argument("--no-drain", action="store_true", help="only publish to stream:raw_news (a processor runs elsewhere)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    tickers = args.ticker or (["MSFT"] if args.test else None)
+    state = news_scraper(tickers=tickers, tickers_file=args.tickers_file, lookback_hours=args.lookback_hours,
+                         drain=not args.no_drain, return_state=True)  # fmt: skip
+    print(json.dumps(state.result(raise_on_failure=False) if state.is_completed() else {"error": state.message},
+                     default=str))  # fmt: skip
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Scheduled social posts (every 2 minutes): Reddit + X -> GX ``posts`` gate -> ``stream:raw_social`` -> social processor.
+
+* **Reddit**: the newest posts of each subreddit (``HEADWATER_REDDIT_SUBREDDITS``, default stocks, investing,
+  wallstreetbets), paging back until the subreddit's watermark (``checkpoint:social_media_collector:reddit:{sub}``:
+  newest creation time seen) or ``max_pages``. Which tickers a post is about is decided by the processor's tagger.
+* **X**: recent-search queries of up to ``tickers_per_query`` cashtags each, ``($AAPL OR $MSFT ...) lang:en
+  -is:retweet``, from the query's ``since_id`` (``checkpoint:social_media_collector:x:{query hash}``) or
+  ``lookback_minutes`` back on the first run.
+
+Posts the clients could not parse and rows the suite rejects go to ``stream:quarantine``; posts already stored
+(``seen:social``) or found twice in the run count as duplicates. The rest is XADDed to ``stream:raw_social``, the
+watermarks advance, and with ``drain`` (default) the run processes the stream once: de-duplicate, tag, sentiment,
+``social:{platform}:{id}`` with TTL, ``social:idx:{T}``, ``ts:{T}:sentiment:social``, ``ts:{T}:mentions:social``.
+
+    python -m flows.social_media_collector --ticker TSLA          # X for TSLA, plus the subreddits
+    python -m flows.social_media_collector --platform reddit
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python flows/social_media_collector.py`: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+from prefect import flow, task  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from expectations.posts import COLUMNS  # noqa: E402
+from flows import common  # noqa: E402
+from headwater.models import Post  # noqa: E402
+from headwater.settings import RedditSettings  # noqa: E402
+
+FLOW = "social_media_collector"
+DATASET = "social"
+
+
+@dataclass
+class Harvest:
+    """What one source (a subreddit or an X query) gave, and where its watermark moves."""
+
+    source: str
+    posts: list[Post] = field(default_factory=list)
+    rejected: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    checkpoint: str | None = None  # the new watermark value
+
+
+def x_queries(tickers: list[str], per_query: int) -> list[str]:
+    """Recent-search queries of up to ``per_query`` cashtags each (X allows 512 characters per query)."""
+    chunks = [tickers[i : i + per_query] for i in range(0, len(tickers), per_query)]
+    return ["(" + " OR ".join(f"${t}" for t in chunk) + ") lang:en -is:retweet" for chunk in chunks]
+
+
+def x_checkpoint_item(query: str) -> str:
+    return "x:" + hashlib.sha256(query.encode()).hexdigest()[:12]
+
+
+@task(**common.IO_RETRIES, tags=["reddit"])
+def fetch_reddit(subreddit: str, max_pages: int, data_sources: str | None = None) -> Harvest:
+    """The newest posts of one subreddit down to its watermark."""
+    client = common.provider_client("reddit", data_sources=data_sources)
+    stored = common.redis_client().get(common.keys().checkpoint(FLOW, f"reddit:{subreddit}"))
+    watermark = int(stored) if stored else 0
+    harvest = Harvest(f"reddit:{subreddit}", checkpoint=str(watermark) if watermark else None)
+    after, newest = None, watermark
+    for _ in range(max_pages):
+        listing = client.new(subreddit, limit=100, after=after)  # type: ignore[attr-defined]
+        fresh = [p for p in listing.posts if int(p.created_at.timestamp() * 1000) > watermark]
+        harvest.posts += fresh
+        harvest.rejected += listing.rejected
+        newest = max([newest, *(int(p.created_at.timestamp() * 1000) for p in fresh)])
+        if not listing.after or len(fresh) < len(listing.posts):
+            break
+        after = listing.after
+    harvest.checkpoint = str(newest) if newest else None
+    return harvest
+
+
+@task(**common.IO_RETRIES, tags=["x"])
+def fetch_x(query: str, lookback_minutes: float, max_pages: int, data_sources: str | None = None) -> Harvest:
+    """Recent tweets for one cashtag query since its ``since_id``."""
+    client = common.provider_client("x", data_sources=data_sources)
+    since_id = common.redis_client().get(common.keys().checkpoint(FLOW, x_checkpoint_item(query)))
+    since_id = since_id.decode() if since_id else None
+    start = dt.datetime.fromtimestamp(time.time() - lookback_minutes * 60, dt.UTC)
+    harvest = Harvest(f"x:{query}", checkpoint=since_id)
+    token, newest = None, None
+    for _ in range(max_pages):
+        page = client.search_recent(query, since_id=since_id, next_token=token, start_time=start)  # type: ignore[attr-defined]
+        harvest.posts += page.posts
+        harvest.rejected += page.rejected
+        newest = newest or page.newest_id  # the first page holds the newest tweet
+        if not page.next_token:
+            break
+        token = page.next_token
+    harvest.checkpoint = newest or since_id
+    return harvest
+
+
+def post_frame(harvests: list[Harvest]) -> tuple[pd.DataFrame, dict[str, Post]]:
+    rows, by_id = [], {}
+    for h in harvests:
+        for p in h.posts:
+            by_id.setdefault(p.id, p)
+            rows.append({"id": p.id, "platform": p.platform, "post_id": p.post_id, "text": p.text, "author": p.author,
+                         "created_ms": int(p.created_at.timestamp() * 1000), "url": p.url, "score": p.score,
+                         "comments": p.comments, "query": h.source})  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS), by_id
+
+
+@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=8))
+def social_media_collector(
+    tickers: list[str] | None = None,
+    tickers_file: str | None = None,
+    platforms: list[str] | None = None,
+    subreddits: list[str] | None = None,
+    tickers_per_query: int = 20,
+    lookback_minutes: float = 60.0,
+    max_pages: int = 2,
+    drain: bool = True,
+    data_sources: str | None = None,
+) -> dict:
+    """Fetch, validate and publish new Reddit and X posts; optionally process them at once."""
+    summary = common.RunSummary(FLOW)
+    platforms = platforms or ["reddit", "x"]
+    futures: dict[str, Any] = {}
+    if "reddit" in platforms:
+        for sub in subreddits or RedditSettings().subreddits:
+            futures[f"reddit:{sub}"] = fetch_reddit.submit(sub, max_pages, data_sources)
+    if "x" in platforms:
+        symbols = common.resolve_tickers(tickers, tickers_file)
+        for query in x_queries(symbols, tickers_per_query):
+            futures[query] = fetch_x.submit(query, lookback_minutes, max_pages, data_sources)
+    harvests: list[Harvest] = list(common.collect(futures, summary).values())
+    rejected = [r for h in harvests for r in h.rejected]
+    parse_quarantined = common.quarantine("posts", common.rejected_rows(rejected, "Post"), flow=FLOW, source="social")
+    frame, by_id = post_frame(harvests)
+    fetched = len(frame) + len(rejected)
+    frame = frame.drop_duplicates(subset="id", keep="first")
+    new_ids = common.unseen(DATASET, frame["id"].tolist())
+    fresh = frame[frame["id"].isin(new_ids)].reset_index(drop=True)
+    duplicates = fetched - len(rejected) - len(fresh)
+    good, quarantined = common.gate(dataset="posts", frame=fresh, flow=FLOW, source="social")
+    k = common.keys()
+    now = str(int(time.time() * 1000))
+    messages = [{"d": by_id[row.id].model_dump_json(), "q": row.query, "src": row.platform, "fetched_ms": now}
+                for row in good.itertuples(index=False)]  # fmt: skip
+    checkpoints = {}
+    for h in harvests:
+        if h.checkpoint:
+            item = h.source if h.source.startswith("reddit:") else x_checkpoint_item(h.source[2:])
+            checkpoints[k.checkpoint(FLOW, item)] = h.checkpoint
+    published = common.publish(k.raw_social, messages, checkpoints)
+    summary.add(sources=len(futures), fetched=fetched, duplicates=duplicates, validated=len(good),
+                quarantined=quarantined + parse_quarantined, published=published)  # fmt: skip
+    if drain:
+        processed = common.drain_stream(DATASET)
+        summary.add(stored=processed["stored"], untagged=processed["untagged"],
+                    processor_duplicates=processed["duplicates"], dead_letters=processed["dead_letters"])  # fmt: skip
+    return common.finish(summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from headwater.log import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m flows.social_media_collector", description=__doc__.splitlines()[0])
+    parser.add_argument("--ticker", action="append", help="ticker(s) for the X searches; default: the tickers file")
+    parser.add_argument("--tickers-file", default=None)
+    parser.add_argument("--platform", action="append", choices=("reddit", "x"), help="default: both")
+    parser.add_argument("--subreddit", action="append", help="default: HEADWATER_REDDIT_SUBREDDITS")
+    parser.add_argument("--test", action="store_true", help="one quick run for TSLA (or --ticker)")
+    parser.add_argument("--no-drain", action="store_true", help="only publish to stream:raw_social")
+    args = parser.parse_args(argv)
+    setup_logging()
+    tickers = args.ticker or (["TSLA"] if args.test else None)
+    state = social_media_collector(tickers=tickers, tickers_file=args.tickers_file, platforms=args.platform,
+                                   subreddits=args.subreddit, drain=not args.no_drain, return_state=True)  # fmt: skip
+    print(json.dumps(state.result(raise_on_failure=False) if state.is_completed() else {"error": state.message},
+                     default=str))  # fmt: skip
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

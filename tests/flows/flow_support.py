@@ -1,0 +1,48 @@
+"""Helpers shared by the flow tests (imported as ``flow_support``; pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def new_york(*args: int) -> dt.datetime:
+    """An aware New York wall-clock time, e.g. ``new_york(2024, 3, 11, 4, 30)``."""
+    return dt.datetime(*args, tzinfo=NEW_YORK)  # type: ignore[misc]
+
+
+def utc_ms(*args: int) -> int:
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp() * 1000)  # type: ignore[misc]
+
+
+def samples(r: redis.Redis, key: str) -> list[tuple[int, float]]:
+    return [(int(t), float(v)) for t, v in r.execute_command("TS.RANGE", key, "-", "+")]
+
+
+def total_samples(r: redis.Redis, key: str) -> int:
+    info: Any = r.execute_command("TS.INFO", key)
+    if isinstance(info, dict):
+        return int(info.get(b"totalSamples", info.get("totalSamples")))
+    fields = dict(zip(info[::2], info[1::2]))
+    return int(fields.get(b"totalSamples", fields.get("totalSamples")))
+
+
+def prefixed(r: redis.Redis, prefix: str, pattern: str = "*") -> list[str]:
+    return sorted(k.decode() for k in r.scan_iter(match=f"{prefix}{pattern}", count=1000))
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:  # noqa: ANN001
+    """Poll ``predicate`` until it holds or ``timeout`` passes; returns its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())

@@ -1,0 +1,85 @@
+"""historical_data_backfiller: hot window to RedisTimeSeries, older history to Parquet in Blob, resumable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+
+import pandas as pd
+from flow_support import new_york, samples, utc_ms
+
+from flows.historical_data_backfiller import historical_data_backfiller, months_back
+from headwater.settings import BlobSettings
+from headwater.storage.blob import BlobStore
+
+# The stand-in lives on Tuesday 2024-03-05 15:00 New York: March has three sessions so far (quick to generate).
+STANDIN_NOW = new_york(2024, 3, 5, 15, 0)
+END = dt.date(2024, 3, 5)
+ARGS = {"years": 0.25, "intraday_months": 1, "end_date": END, "progress": False}
+
+
+def warm_frames(blob_connection_string: str) -> dict[str, pd.DataFrame]:
+    settings = BlobSettings()
+    store = BlobStore(settings, connection_string=blob_connection_string)
+    return {path: pd.read_parquet(io.BytesIO(store.get(settings.warm_container, path)))
+            for path in store.list(settings.warm_container, "bars/")}  # fmt: skip
+
+
+def test_months_back_crosses_the_year():
+    assert months_back(dt.date(2024, 2, 10), 3) == ["2024-02", "2024-01", "2023-12"]
+
+
+def test_history_older_than_the_hot_window_goes_to_parquet_the_rest_to_timeseries(
+    hub_at, flow_env, r, blob_env, blob_connection_string, monkeypatch, fast,
+):  # fmt: skip
+    # 1-minute series keep 10 years here, so March 2024 is "hot"; daily series keep two years (fixed), so daily bars
+    # of 2023/2024 are older than their retention today: they must go to warm storage, not be refused by Redis.
+    monkeypatch.setenv("HEADWATER_STREAM_BAR_RETENTION_DAYS", "3650")
+    hub_at(STANDIN_NOW)
+    summary = historical_data_backfiller(tickers=["AAPL"], data_sources=fast, **ARGS)
+    counts = summary["counts"]
+    assert counts["done"] == 2 and counts["quarantined"] == 0 and not summary["failed"]
+
+    minute = samples(r, flow_env.provider_bar("AAPL", "alphavantage", "1m", "close"))
+    assert len(minute) == counts["hot"] == 2580  # 3 sessions x 16 h (Tuesday until 15:00)
+    assert minute[0][0] == utc_ms(2024, 3, 1, 9, 0)  # Friday 04:00 EST
+    assert not r.exists(flow_env.provider_bar("AAPL", "alphavantage", "1d", "close"))
+
+    frames = warm_frames(blob_connection_string)
+    assert sorted(frames) == [f"bars/alphavantage/1d/AAPL/{m}.parquet" for m in ("2023/12", "2024/01", "2024/02", "2024/03")]
+    daily = pd.concat(frames.values(), ignore_index=True)
+    assert len(daily) == counts["warm"] and daily["ts"].is_unique
+    march = frames["bars/alphavantage/1d/AAPL/2024/03.parquet"]
+    assert march["ts"].tolist() == [utc_ms(2024, 3, d) for d in (1, 4)]  # the 5th has not closed yet
+    assert list(march.columns) == ["ticker", "timeframe", "source", "ts", "open", "high", "low", "close", "volume"]
+    assert (march["high"] >= march[["open", "close"]].max(axis=1)).all()
+
+    record = json.loads(r.hget(flow_env.checkpoint("backfill", "AAPL"), "1m:2024-03"))
+    assert record["hot"] == 2580 and record["warm"] == 0
+
+
+def test_an_interrupted_backfill_resumes_where_it_stopped(hub_at, flow_env, r, blob_env, quotas):
+    hub = hub_at(STANDIN_NOW)
+    # Run 1 is interrupted twice over: the first unit's answers are all cut off (it fails, is not checkpointed),
+    # and the daily budget runs out after three requests (the run stops cleanly, the rest is skipped).
+    hub.inject("alphavantage", "malformed", count=4)  # = the first unit's four attempts (parallel=1: in order)
+    tight = quotas(alphavantage={"per_second": 1000, "per_day": 5})
+    first = historical_data_backfiller(tickers=["AAPL", "MSFT"], parallel=1, data_sources=tight, **ARGS,
+                                       return_state=True)  # fmt: skip
+    assert first.is_failed() and "AAPL 1d" in first.message and "stopped: quota exhausted" in first.message
+    checkpoint = flow_env.checkpoint("backfill", "AAPL")
+    assert r.hkeys(checkpoint) == [b"1m:2024-03"] and not r.exists(flow_env.checkpoint("backfill", "MSFT"))
+    assert hub.request_counts()["alphavantage"] == 5
+
+    # Run 2, with budget again: only the three unfinished units are fetched.
+    roomy = quotas(alphavantage={"per_second": 1000, "per_day": 100})
+    second = historical_data_backfiller(tickers=["AAPL", "MSFT"], parallel=2, data_sources=roomy, **ARGS)
+    assert second["counts"]["already_done"] == 1 and second["counts"]["done"] == 3 and not second["failed"]
+    assert hub.request_counts()["alphavantage"] == 5 + 3
+    assert {k.decode() for k in r.hkeys(flow_env.checkpoint("backfill", "MSFT"))} == {"1d", "1m:2024-03"}
+
+    # Run 3: everything is checkpointed; nothing is fetched again.
+    third = historical_data_backfiller(tickers=["AAPL", "MSFT"], data_sources=roomy, **ARGS)
+    assert third["counts"] == {"units": 4, "already_done": 4}
+    assert hub.request_counts()["alphavantage"] == 8
