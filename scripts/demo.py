@@ -86,6 +86,63 @@ def report_realtime(client: redis.Redis, keys: Keys, partitions: int, tickers: l
                   f"  1m bars so far: {len(bars)}")  # fmt: skip
 
 
+DEMO_TICKERS = ("AAPL", "MSFT", "NVDA")
+
+
+def run_module(*args: str) -> None:
+    """Run one of the project's CLIs as a user would (python -m ...); stop the demo if it fails."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    print(f"$ python -m {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, check=True)
+
+
+def run_batch(client: redis.Redis, keys: Keys) -> None:
+    """Alpha Vantage bars, NewsAPI articles, Reddit/X posts through the Prefect flows (GX gate included)."""
+    ticker_args = [a for t in DEMO_TICKERS for a in ("--ticker", t)]
+    run_module("flows.market_data_fetcher", *ticker_args)
+    run_module("flows.news_scraper", *ticker_args)
+    run_module("flows.social_media_collector", *ticker_args)
+    for t in DEMO_TICKERS:
+        bars = client.execute_command("TS.RANGE", keys.provider_bar(t, "alphavantage", "1m", "close"), "-", "+")
+        sentiment = client.execute_command("TS.RANGE", keys.sentiment(t, "news"), "-", "+") if client.exists(keys.sentiment(t, "news")) else []
+        print(f"  {t:<6} alphavantage 1m bars {len(bars):>4}   articles {client.zcard(keys.news_index(t)):>3}"
+              f"   posts {client.zcard(keys.social_index(t)):>3}   news sentiment samples {len(sentiment):>3}")  # fmt: skip
+    print(f"  quarantined rows (GX): {client.xlen(keys.quarantine)}   dead letters: {client.xlen(keys.dead_letter)}")
+
+
+def run_documents(client: redis.Redis, keys: Keys) -> None:
+    """One 10-Q and one earnings call: EDGAR/transcript stand-ins -> Blob -> chunks -> embeddings -> RediSearch."""
+    os.environ.setdefault("HEADWATER_EDGAR_USER_AGENT", "Headwater demo demo@example.com")
+    run_module("flows.sec_filings_fetcher", "--ticker", "AAPL", "--form", "10-Q", "--max-filings", "1", "--process")
+    run_module("flows.earnings_transcripts_scraper", "--ticker", "AAPL", "--max-per-ticker", "1", "--process")
+    from headwater.documents.search import search_documents
+
+    question = "what did management say about margins"
+    print(f'search_documents("{question}", ticker="AAPL", k=3):')
+    for hit in search_documents(question, ticker="AAPL", k=3, client=client, keys=keys):
+        print(f"  {hit.score:.3f}  {hit.form:<10} {hit.section:<18} {hit.blob_url}")
+        print(f"         {hit.text[:110]!r}")
+
+
+def run_features(client: redis.Redis, keys: Keys, tmp: Path) -> None:
+    """Compute the Featureform features into Redis, then serve a vector and a nearest-documents answer."""
+    tickers_file = tmp / "demo_tickers.txt"
+    tickers_file.write_text("\n".join(DEMO_TICKERS) + "\n")
+    run_module("features.engineer", "--tickers-file", str(tickers_file))
+    from features.serving import ServingClient
+
+    serving = ServingClient(client, key_prefix=keys.prefix)
+    names = ["last_price", "return_1m", "return_5m", "vwap", "realized_vol_1h", "bid_ask_spread_bps",
+             "news_sentiment_24h", "social_sentiment_1h", "mention_velocity_1h"]  # fmt: skip
+    values = serving.features([(n, "v1") for n in names], {"ticker": "AAPL"})
+    print("features for AAPL (served from Redis, Featureform layout):")
+    for name, value in zip(names, values):
+        print(f"  {name:<22} {value}")
+    print('nearest("filing_embedding", "iPhone demand and services revenue", k=3):')
+    for ticker, score in serving.nearest(("filing_embedding", "v1"), "iPhone demand and services revenue", 3, with_scores=True):
+        print(f"  {ticker:<6} {score:.3f}")
+
+
 def start_metrics_exporter() -> tuple[subprocess.Popen[bytes], str]:
     """The Prometheus exporter on a free loopback port, for the length of the demo."""
     port = services.free_port()
@@ -139,6 +196,12 @@ def main() -> int:
     try:
         banner("2. real time: Polygon WebSocket -> Redis Streams -> processors -> RedisTimeSeries")
         run_realtime(settings, keys, client, args.seconds, metrics_url)
+        banner("3. batch: Prefect flows -> GX -> Redis Streams -> processors -> hashes, TimeSeries")
+        run_batch(client, keys)
+        banner("4. documents: SEC EDGAR + transcripts -> Azure Blob -> chunks -> embeddings -> RediSearch")
+        run_documents(client, keys)
+        banner("5. features for agents")
+        run_features(client, keys, services.headwater_home())
         banner("done")
         print("services keep running: `make status` to inspect, `make down` to stop")
     finally:
