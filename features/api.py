@@ -9,7 +9,9 @@ answer 404 with ``{"detail": ..., "error": "unknown_feature" | "unknown_entity"}
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -23,6 +25,9 @@ from pydantic import BaseModel, Field
 from features import FeatureRef, UnknownEntityError, UnknownFeatureError
 from features.agent_state import Portfolio, StateConflictError, StateNotFoundError, UserProfile
 from features.serving import ServingClient
+from headwater.metrics import observe
+
+log = logging.getLogger("headwater.features.api")
 
 Ref = str | tuple[str, str]
 Scalar = float | int | bool | str | None
@@ -131,6 +136,21 @@ def create_app(serving: ServingClient | None = None) -> FastAPI:
 
     app = FastAPI(title="Headwater features", version="1", lifespan=lifespan,
                   description="Featureform features served straight from Redis, document search and agent state.")  # fmt: skip
+    @app.middleware("http")
+    async def record_latency(request: Request, call_next: Any) -> Any:
+        """``headwater_serving_request_duration_seconds{endpoint, status}`` for the metrics exporter."""
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        try:
+            serving_client = request.app.state.serving
+            observe(serving_client._client, serving_client.keys, "serving_request_duration_seconds",  # noqa: SLF001
+                    time.perf_counter() - started, endpoint=getattr(route, "path", "unmatched"),
+                    status=str(response.status_code))  # fmt: skip
+        except Exception:  # noqa: BLE001 - metrics must never fail a request
+            log.debug("could not record serving latency", exc_info=True)
+        return response
+
     app.add_exception_handler(UnknownFeatureError, _error(404, "unknown_feature"))
     app.add_exception_handler(UnknownEntityError, _error(404, "unknown_entity"))
     app.add_exception_handler(StateNotFoundError, _error(404, "not_found"))

@@ -1,7 +1,7 @@
 """``python -m headwater.status``: the pipeline at a glance (the reference's XLEN / XPENDING / TS.INFO checks).
 
 Stream lengths, pending entries per consumer, consumer-group lag, dead letters, last tick age per ticker,
-workers and their events/s. ``--json`` prints one JSON object for scripts and dashboards.
+workers and their events/s, flow-run outcomes per flow, and the audit backlog. ``--json`` prints one JSON object for scripts and dashboards.
 """
 
 from __future__ import annotations
@@ -58,7 +58,15 @@ def collect(client: redis.Redis, keys: Keys, partitions: int, tickers: list[str]
     else:
         events_per_s = None
     ages = sorted(last_ticks.values())
+    flows: dict[str, dict[str, float]] = {}
+    for field, value in client.hgetall(keys.metrics_counters).items():
+        name, labels = orjson.loads(field)
+        if name == "flow_runs":
+            label = dict(map(tuple, labels))
+            flows.setdefault(label.get("flow", "?"), {})[label.get("state", "?")] = float(value)
     return {
+        "flows": flows,
+        "audit_backlog": client.xlen(keys.audit_log),
         "market_streams": market,
         "market_totals": {
             "length": sum(s["length"] for s in market),
@@ -99,6 +107,13 @@ def render(status: dict[str, Any]) -> str:
         f"   throughput: {status['events_per_s']:.0f} events/s" if status["events_per_s"] is not None else ""))
     for name, w in status["workers"].items():
         lines.append(f"  {name}: partitions {w.get('owned')}, events {w.get('events')}, dead {w.get('dead_letters')}")
+    if status["flows"]:
+        lines.append("flow runs (since the counters were created):")
+        for flow, states in sorted(status["flows"].items()):
+            lines.append(f"  {flow:<32} " + ", ".join(f"{state} {n:.0f}" for state, n in sorted(states.items())))
+    else:
+        lines.append("flow runs: none recorded yet")
+    lines.append(f"audit events waiting to be flushed to cold storage: {status['audit_backlog']}")
     age = status["last_tick_age_s"]
     lines.append(f"last tick age: {age['tickers_with_ticks']}/{age['of']} tickers have ticks; "
                  f"newest {age['min']} s, oldest {age['max']} s ago")

@@ -91,3 +91,14 @@ def test_agent_state_endpoints(http):
     assert http.get("/portfolios/p1/weights").json() == {"AAA": pytest.approx(1010 / 1960)}
     resp = http.get("/features", params={"feature": "news_sentiment_exposure:v1", "ticker": "AAA", "portfolio_id": "p1"})
     assert resp.json()["rows"][0]["values"] == [pytest.approx(1010 / 1960 * EXPECTED["news_sentiment_24h"])]
+
+
+def test_requests_are_timed_for_the_metrics_exporter(http, store):
+    """Every request records headwater_serving_request_duration_seconds{endpoint, status}."""
+    import orjson
+
+    http.get("/health")
+    http.get("/catalog")
+    fields = [orjson.loads(f) for f in store.r.hgetall(store.keys.metrics_histograms)]
+    counted = {dict(map(tuple, f[1]))["endpoint"] for f in fields if f[0] == "serving_request_duration_seconds" and f[2] == "count"}
+    assert {"/health", "/catalog"} <= counted
