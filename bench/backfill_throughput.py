@@ -106,9 +106,17 @@ def run(tickers: int, month: str, parallel: int) -> dict[str, object]:
     standin, av_url = start_standin(month_end_clock(month))
     quota_file = home / "data_sources.yaml"
     quota_file.write_text("providers:\n  alphavantage:\n    quota: {per_second: 100000}\n")
+    import yaml
+
+    from headwater.retention import RETENTION_FILE
+
+    policy = yaml.safe_load(RETENTION_FILE.read_text())
+    policy["hot"]["kinds"]["bars"]["days"] = 3650  # the bench month must land in Redis, not in warm storage
+    retention_file = home / "retention.yaml"
+    retention_file.write_text(yaml.safe_dump(policy))
     os.environ.update({
         "PREFECT_API_URL": prefect_handle.url, "PREFECT_LOGGING_LEVEL": "WARNING", "HEADWATER_REDIS_URL": redis_handle.url,
-        "HEADWATER_ALPHAVANTAGE_BASE_URL": av_url, "HEADWATER_STREAM_BAR_RETENTION_DAYS": "3650",
+        "HEADWATER_ALPHAVANTAGE_BASE_URL": av_url, "HEADWATER_RETENTION_FILE": str(retention_file),
         "HEADWATER_GX_HOME": str(home / "gx"), "HEADWATER_STANDIN_DISCOVER": "false",
     })  # fmt: skip
     try:

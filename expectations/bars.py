@@ -15,14 +15,11 @@ Columns: ``ticker, timeframe, source, ts`` (bar start, epoch ms UTC), ``open, hi
 from __future__ import annotations
 
 import time
-from zoneinfo import ZoneInfo
-
 import pandas as pd
 
 from expectations import Outcome, validate
 
 NAME = "bars"
-NEW_YORK = ZoneInfo("America/New_York")
 SESSION_OPEN_MIN, SESSION_CLOSE_MIN = 4 * 60, 20 * 60  # extended hours, New York wall time
 PRICES = ("open", "high", "low", "close")
 
@@ -51,7 +48,7 @@ def build_suite():  # noqa: ANN201 - gx.ExpectationSuite (GX is imported lazily)
 def in_session(ts_ms: pd.Series, timeframe: pd.Series) -> pd.Series:
     """Whether each bar starts inside the session of its timeframe (see the module docstring)."""
     utc = pd.to_datetime(ts_ms, unit="ms", utc=True)
-    local = utc.dt.tz_convert(NEW_YORK)
+    local = utc.dt.tz_convert("America/New_York")  # the tz name: pandas' fast path (a ZoneInfo is ~7x slower)
     minute = local.dt.hour * 60 + local.dt.minute
     daily = timeframe.astype(str).str.endswith("d")
     intraday_ok = (local.dt.weekday < 5) & (minute >= SESSION_OPEN_MIN) & (minute < SESSION_CLOSE_MIN)

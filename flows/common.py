@@ -9,9 +9,10 @@ machine. ``python -m flows.deploy`` mirrors the per-minute rates as Prefect glob
 (``headwater-<provider>``) for the UI; the Redis limiter is what enforces them, because a Prefect limit can
 express neither a daily budget nor a per-key quota, and the real-time streamer shares these quotas too.
 
-**Retries** (``IO_RETRIES`` on every task that talks to a provider): 3 retries, exponential backoff 1-2-4 s with
-50 % jitter (the base is ``HEADWATER_FLOW_RETRY_BASE_S``, read at import; the tests shorten it), only for what can get better (``ProviderError.retryable``: 429 and Alpha Vantage's Note/Information
-bodies, 5xx, timeouts and resets, malformed/cut-off bodies; Redis connection errors). When the provider named a
+**Retries** (``IO_RETRIES`` on every task that does I/O): 3 retries, exponential backoff 1-2-4 s with 50 % jitter
+(the base is ``HEADWATER_FLOW_RETRY_BASE_S``, read at import; the tests shorten it), only for what can get better
+(``ProviderError.retryable``: 429 and Alpha Vantage's Note/Information bodies, 5xx, timeouts and resets,
+malformed/cut-off bodies; Redis connection errors). When the provider named a
 wait (Retry-After, ``x-rate-limit-reset``, ``X-Ratelimit-Reset``), ``retry_on_transient`` sleeps until Prefect's
 scheduled backoff can no longer start the retry before it. A wait longer than ``MAX_HONOURED_WAIT_S`` and a
 spent daily budget (``QuotaExhausted``) are not retried: the flow stops cleanly and says why (``stopped_reason``).
@@ -47,9 +48,11 @@ from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 from prefect.utilities.math import lower_clamp_multiple
 from pydantic import SecretStr
+from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from expectations import Quarantined
+from headwater import retention
 from headwater.config import load_tickers, provider_limits
 from headwater.keys import Keys
 from headwater.providers.alphavantage import AlphaVantageClient
@@ -59,7 +62,7 @@ from headwater.providers.reddit import RedditClient
 from headwater.providers.x import XClient
 from headwater.ratelimit import SharedRateLimiter
 from headwater.settings import ProviderMode, RedisSettings, Settings, StreamSettings
-from headwater.storage.redis import DAY_MS, LONG_BAR_RETENTION_DAYS, connect, ensure_series
+from headwater.storage.redis import connect, ensure_series
 
 log = logging.getLogger("headwater.flows")
 
@@ -335,9 +338,8 @@ def gate(dataset: str, frame: pd.DataFrame, flow: str, source: str) -> tuple[pd.
 
 # -- bars into RedisTimeSeries -------------------------------------------------------------------------------
 def bar_retention_ms(timeframe: str) -> int:
-    """Retention of provider bar series: intraday = ``HEADWATER_STREAM_BAR_RETENTION_DAYS``; 1h/1d two years."""
-    days = LONG_BAR_RETENTION_DAYS if timeframe in ("1h", "1d") else StreamSettings().bar_retention_days
-    return int(days * DAY_MS)
+    """RETENTION of provider bar series, every timeframe: the "bars" kind of ``config/retention.yaml``."""
+    return retention.retention_ms("bars")
 
 
 _ensured: set[tuple[str, int]] = set()
@@ -345,14 +347,14 @@ _ensured: set[tuple[str, int]] = set()
 
 def ensure_bar_series(client: redis.Redis, k: Keys, ticker: str, source: str, timeframe: str) -> None:
     """Create the five OHLCV series of one ticker/source/timeframe (LAST policy) once per process."""
-    retention = bar_retention_ms(timeframe)
+    retention_ms = bar_retention_ms(timeframe)
     for name in BAR_FIELDS:
         key = k.provider_bar(ticker, source, timeframe, name)
-        if (key, retention) in _ensured:
+        if (key, retention_ms) in _ensured:
             continue
         labels = {"ticker": ticker, "field": name, "kind": "bar", "timeframe": timeframe, "source": source}
-        ensure_series(client, key, retention, labels, duplicate_policy="LAST")
-        _ensured.add((key, retention))
+        ensure_series(client, key, retention_ms, labels, duplicate_policy="LAST")
+        _ensured.add((key, retention_ms))
 
 
 @dataclass
@@ -363,7 +365,16 @@ class BarWrite:
 
 
 def ts_madd(client: redis.Redis, commands: list[list[Any]]) -> list[Any]:
-    """Send TS.MADD commands packed with hiredis on one pooled connection; return each command's reply."""
+    """Send TS.MADD commands packed with hiredis on one pooled connection; return each command's reply.
+
+    (redis-py's own packing costs as much as Redis' work on a big TS.MADD.) On a Redis Cluster the commands go
+    through a cluster pipeline instead: each one holds a single ticker's keys, hence a single hash slot.
+    """
+    if isinstance(client, RedisCluster):
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=False))
     pool = client.connection_pool
     conn = pool.get_connection()
     replies: list[Any] = []
@@ -457,9 +468,20 @@ def drain_stream(dataset: str) -> dict[str, int]:
             "untagged": handler.stats.untagged, "dead_letters": stats.dead_letters}  # fmt: skip
 
 
-def unseen(dataset: str, ids: list[str]) -> set[str]:
-    """The ids not yet in ``seen:{dataset}`` (stored by a processor before)."""
-    if not ids:
-        return set()
+@task(**IO_RETRIES)
+def drop_duplicates(dataset: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop rows found twice in this run or already stored (``seen:{dataset}``); return (new rows, duplicates)."""
+    if frame.empty:
+        return frame, 0
+    once = frame.drop_duplicates(subset="id", keep="first")
+    ids = once["id"].tolist()
     flags = redis_client().smismember(keys().seen(dataset), ids)
-    return {i for i, flag in zip(ids, flags) if not flag}
+    fresh = once[[not flag for flag in flags]].reset_index(drop=True)
+    return fresh, len(frame) - len(fresh)
+
+
+@task(**IO_RETRIES)
+def quarantine_unparsed(dataset: str, rejected: list[tuple[dict[str, Any], str]], model: str, flow: str,
+                        source: str) -> int:  # fmt: skip
+    """Quarantine entries the client could not parse into ``model`` (with the reason as the failed check)."""
+    return quarantine(dataset, rejected_rows(rejected, model), flow=flow, source=source) if rejected else 0

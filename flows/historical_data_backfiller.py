@@ -9,17 +9,18 @@ month included (``--intraday-months``, default ``ceil(12 * years)``; ``--no-intr
 Alpha Vantage quota (``config/data_sources.yaml``), so ten workers on ten machines cannot exceed it together.
 
 **Hot or warm.** A TimeSeries refuses samples older than its retention, so each validated unit is split at
-``now - retention + 1 day`` (1m series: ``HEADWATER_STREAM_BAR_RETENTION_DAYS``, default 90; 1d series: 730 days):
-newer bars go to ``ts:{T}:agg:alphavantage:{1m,1d}:{field}`` with TS.MADD (LAST policy: idempotent); older ones --
-and any sample Redis still refuses -- to Parquet in the warm container (``HEADWATER_BLOB_WARM_CONTAINER``,
-default ``warm``), one file per source, timeframe, ticker and session month::
+``now - retention + 1 day`` (the "bars" kind of ``config/retention.yaml``: hot days + archive grace, 97 days by
+default): newer bars go to ``ts:{T}:agg:alphavantage:{1m,1d}:{field}`` with TS.MADD (LAST policy: idempotent);
+older ones -- and any sample Redis still refuses -- to Parquet in the warm container
+(``HEADWATER_BLOB_WARM_CONTAINER``, default ``warm``), in the warm layout ``flows/archive.py`` uses for bars::
 
     bars/alphavantage/{1m|1d}/{TICKER}/{YYYY}/{MM}.parquet   columns ticker, timeframe, source, ts (epoch ms UTC),
-                                                             open, high, low, close, volume; sorted by ts
+                                                             open, high, low, close, volume, vwap (null here);
+                                                             sorted by ts
 
-(the session month is the New York date for intraday bars, the bar's date for daily bars, so one intraday unit
+(the month is the New York session month for intraday bars, the UTC month for daily bars, so one intraday unit
 writes exactly one file). A partition is merged with what is already there (same ``ts`` -> the new row wins) and
-uploaded only when its bytes change, so re-runs are idempotent.
+uploaded only when its bytes change, so re-runs are idempotent; ``python -m flows.restore`` can load it back.
 
 ``--end-date YYYY-MM-DD`` (default: today in New York) loads the history that ends that day instead.
 
@@ -50,6 +51,8 @@ if __package__ in (None, ""):  # `python flows/historical_data_backfiller.py`: m
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
@@ -64,7 +67,9 @@ JOB = "backfill"
 NEW_YORK = ZoneInfo("America/New_York")
 DAY_MS = 86_400_000
 HOT_MARGIN_MS = DAY_MS  # keep clear of the retention edge: Redis measures it from the series' newest sample
-WARM_COLUMNS = ["ticker", "timeframe", "source", "ts", "open", "high", "low", "close", "volume"]
+WARM_COLUMNS = ["ticker", "timeframe", "source", "ts", "open", "high", "low", "close", "volume", "vwap"]
+WARM_SCHEMA = pa.schema([("ticker", pa.string()), ("timeframe", pa.string()), ("source", pa.string()),
+                         ("ts", pa.int64())] + [(c, pa.float64()) for c in WARM_COLUMNS[4:]])  # = flows/archive.py's
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,9 @@ def is_done(unit: Unit, record: dict[str, Any] | None, today: dt.date) -> bool:
     return record.get("as_of") == today.isoformat()
 
 
+@task(**common.IO_RETRIES)
 def pending_units(units: list[Unit], today: dt.date) -> tuple[list[Unit], int]:
-    """The units without a valid checkpoint, and how many were skipped as done."""
+    """Read the checkpoints: the units still to do, and how many are done already."""
     client, k = common.redis_client(), common.keys()
     tickers = list(dict.fromkeys(u.ticker for u in units))
     pipe = client.pipeline(transaction=False)
@@ -148,7 +154,7 @@ def blob_store() -> BlobStore:
 def session_months(frame: pd.DataFrame) -> pd.Series:
     """``YYYY/MM`` of each bar's session: New York date for intraday bars, the bar's UTC date for daily bars."""
     utc = pd.to_datetime(frame["ts"], unit="ms", utc=True)
-    local = utc.dt.tz_convert(NEW_YORK)
+    local = utc.dt.tz_convert("America/New_York")  # the tz name: pandas' fast path
     daily = frame["timeframe"].astype(str).str.endswith("d")
     return local.dt.strftime("%Y/%m").where(~daily, utc.dt.strftime("%Y/%m"))
 
@@ -162,17 +168,16 @@ def write_warm(frame: pd.DataFrame) -> int:
     if frame.empty:
         return 0
     store, container = blob_store(), BlobSettings().warm_container
-    frame = frame[WARM_COLUMNS].assign(_month=session_months(frame))
+    frame = frame.reindex(columns=WARM_COLUMNS).assign(_month=session_months(frame))
     for (source, timeframe, ticker, month), part in frame.groupby(["source", "timeframe", "ticker", "_month"]):
         path = warm_path(source, timeframe, ticker, month)
         rows = part[WARM_COLUMNS]
         if store.exists(container, path):
-            rows = pd.concat([pd.read_parquet(io.BytesIO(store.get(container, path))), rows], ignore_index=True)
+            stored = pq.read_table(io.BytesIO(store.get(container, path))).to_pandas().reindex(columns=WARM_COLUMNS)
+            rows = pd.concat([stored, rows], ignore_index=True)
         rows = rows.drop_duplicates(subset="ts", keep="last").sort_values("ts").reset_index(drop=True)
-        rows = rows.astype({"ts": "int64", "open": "float64", "high": "float64", "low": "float64", "close": "float64",
-                            "volume": "float64"})  # fmt: skip
         buffer = io.BytesIO()
-        rows.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
+        pq.write_table(pa.Table.from_pandas(rows, schema=WARM_SCHEMA, preserve_index=False), buffer, compression="zstd")
         store.put(container, path, buffer.getvalue(), content_type="application/vnd.apache.parquet",
                   metadata={"ticker": ticker, "timeframe": timeframe, "source": source, "rows": str(len(rows))})  # fmt: skip
     return len(frame)

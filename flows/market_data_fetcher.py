@@ -4,7 +4,7 @@ Per ticker one ``TIME_SERIES_INTRADAY`` call (``outputsize=compact``: the latest
 few minutes catches up). Bars are converted from US/Eastern to UTC (DST-aware, see
 ``headwater.providers.alphavantage``), gated by ``expectations/bars.py`` (bad rows to ``stream:quarantine``), and
 written with TS.MADD to ``ts:{T}:agg:alphavantage:1m:{open,high,low,close,volume}`` (``DUPLICATE_POLICY LAST``,
-retention ``HEADWATER_STREAM_BAR_RETENTION_DAYS``). Bars skip the Redis Streams hop that news and posts take:
+retention: the "bars" kind of ``config/retention.yaml``). Bars skip the Redis Streams hop that news and posts take:
 they are final aggregates keyed by (ticker, minute), so writing them is already idempotent -- a re-fetch
 rewrites the same samples and never doubles them -- and there is nothing left for a processor to do.
 

@@ -108,20 +108,16 @@ def news_scraper(
     futures = {t: fetch_articles.submit(t, lookback_hours, overlap_minutes, max_pages, data_sources) for t in symbols}
     found: dict[str, TickerNews] = common.collect(futures, summary)
     rejected = [r for news in found.values() for r in news.rejected]
-    parse_quarantined = common.quarantine("articles", common.rejected_rows(rejected, "Article"), flow=FLOW, source="newsapi")
+    parse_quarantined = common.quarantine_unparsed("articles", rejected, "Article", FLOW, "newsapi")
     frame, by_id = article_frame(found)
-    fetched = len(frame) + len(rejected)
-    frame = frame.drop_duplicates(subset="id", keep="first")
-    new_ids = common.unseen(DATASET, frame["id"].tolist())
-    fresh = frame[frame["id"].isin(new_ids)].reset_index(drop=True)
-    duplicates = fetched - len(rejected) - len(fresh)
+    fresh, duplicates = common.drop_duplicates(DATASET, frame)
     good, quarantined = common.gate(dataset="articles", frame=fresh, flow=FLOW, source="newsapi")
     k = common.keys()
     messages = [{"d": by_id[row.id].model_dump_json(), "q": row.query, "src": "newsapi",
                  "fetched_ms": str(int(time.time() * 1000))} for row in good.itertuples(index=False)]  # fmt: skip
     watermarks = {k.checkpoint(FLOW, t): str(n.newest_ms) for t, n in found.items() if n.newest_ms}
     published = common.publish(k.raw_news, messages, watermarks)
-    summary.add(tickers=len(symbols), fetched=fetched, duplicates=duplicates, validated=len(good),
+    summary.add(tickers=len(symbols), fetched=len(frame) + len(rejected), duplicates=duplicates, validated=len(good),
                 quarantined=quarantined + parse_quarantined, published=published)  # fmt: skip
     if drain:
         processed = common.drain_stream(DATASET)

@@ -7,6 +7,9 @@
   -is:retweet``, from the query's ``since_id`` (``checkpoint:social_media_collector:x:{query hash}``) or
   ``lookback_minutes`` back on the first run.
 
+``max_pages`` (100 posts a page) bounds one run's catch-up: after a long outage a source with more new posts than
+that keeps the newest and moves its watermark past the rest -- raise it for the first run after an outage.
+
 Posts the clients could not parse and rows the suite rejects go to ``stream:quarantine``; posts already stored
 (``seen:social``) or found twice in the run count as duplicates. The rest is XADDed to ``stream:raw_social``, the
 watermarks advance, and with ``drain`` (default) the run processes the stream once: de-duplicate, tag, sentiment,
@@ -142,13 +145,9 @@ def social_media_collector(
             futures[query] = fetch_x.submit(query, lookback_minutes, max_pages, data_sources)
     harvests: list[Harvest] = list(common.collect(futures, summary).values())
     rejected = [r for h in harvests for r in h.rejected]
-    parse_quarantined = common.quarantine("posts", common.rejected_rows(rejected, "Post"), flow=FLOW, source="social")
+    parse_quarantined = common.quarantine_unparsed("posts", rejected, "Post", FLOW, "social")
     frame, by_id = post_frame(harvests)
-    fetched = len(frame) + len(rejected)
-    frame = frame.drop_duplicates(subset="id", keep="first")
-    new_ids = common.unseen(DATASET, frame["id"].tolist())
-    fresh = frame[frame["id"].isin(new_ids)].reset_index(drop=True)
-    duplicates = fetched - len(rejected) - len(fresh)
+    fresh, duplicates = common.drop_duplicates(DATASET, frame)
     good, quarantined = common.gate(dataset="posts", frame=fresh, flow=FLOW, source="social")
     k = common.keys()
     now = str(int(time.time() * 1000))
@@ -160,7 +159,7 @@ def social_media_collector(
             item = h.source if h.source.startswith("reddit:") else x_checkpoint_item(h.source[2:])
             checkpoints[k.checkpoint(FLOW, item)] = h.checkpoint
     published = common.publish(k.raw_social, messages, checkpoints)
-    summary.add(sources=len(futures), fetched=fetched, duplicates=duplicates, validated=len(good),
+    summary.add(sources=len(futures), fetched=len(frame) + len(rejected), duplicates=duplicates, validated=len(good),
                 quarantined=quarantined + parse_quarantined, published=published)  # fmt: skip
     if drain:
         processed = common.drain_stream(DATASET)

@@ -246,8 +246,6 @@ class StreamSettings(_Base):
     lease_ms: Annotated[int, Field(ge=200, le=600_000)] = Field(
         10_000, description="Partition lease: a dead worker's partitions are taken over this long after its last renewal"
     )
-    tick_retention_days: Annotated[float, Field(gt=0, le=365)] = 7.0
-    bar_retention_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
 
 
 class Settings(_Base):

@@ -14,8 +14,10 @@ The scraping flows also *drain* their stream once at the end of a run (``drain``
 data end to end, and where processors do run, the drain is just one more consumer of the same group -- each entry
 is handled once whichever consumer reads it, and every write is idempotent, so redeliveries are harmless.
 
-TTLs of stored articles/posts are configuration (``ProcessorSettings``: ``HEADWATER_PROCESSOR_NEWS_TTL_DAYS``,
-``HEADWATER_PROCESSOR_SOCIAL_TTL_DAYS``, 7-90 days).
+TTLs of stored articles/posts and the RETENTION of the sentiment/mention series come from
+``config/retention.yaml`` (``headwater.retention``: the ``news``/``social`` kinds' hot days plus the archive grace,
+so ``flows/archive.py`` copies them to warm storage before Redis drops them; ``bars`` for the series). The hot
+days must be 7-90 (``ttl_seconds`` refuses anything else).
 """
 
 from __future__ import annotations
@@ -25,16 +27,15 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import Annotated
-
 import redis
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from headwater import retention
 from headwater.config import load_tickers
 from headwater.keys import Keys
 from headwater.settings import StreamSettings
-from headwater.storage.redis import DAY_MS, ensure_series
+from headwater.storage.redis import ensure_series
 from headwater.streams import Handler, StreamWorker, WorkerStats
 from headwater.tagging import TickerTagger
 
@@ -42,12 +43,21 @@ log = logging.getLogger("headwater.processors")
 
 
 class ProcessorSettings(BaseSettings):
-    """How long processed articles and posts stay in Redis (hashes and index entries)."""
+    """Processor options from the environment (``HEADWATER_PROCESSOR_``); retention lives in config/retention.yaml."""
 
     model_config = SettingsConfigDict(env_prefix="HEADWATER_PROCESSOR_", extra="ignore", frozen=True)
-    news_ttl_days: Annotated[float, Field(ge=7, le=90, description="TTL of news:{id} hashes (days)")] = 30.0
-    social_ttl_days: Annotated[float, Field(ge=7, le=90, description="TTL of social:{platform}:{id} hashes (days)")] = 7.0
     tickers_file: str | None = Field(None, description="Universe for ticker tagging (default config/tickers.txt)")
+
+
+MIN_TTL_DAYS, MAX_TTL_DAYS = 7, 90
+
+
+def ttl_seconds(kind: str) -> int:
+    """Key TTL of a kind (``news``/``social``) per ``config/retention.yaml``; its hot days must be 7-90."""
+    days = retention.hot_days(kind)
+    if not MIN_TTL_DAYS <= days <= MAX_TTL_DAYS:
+        raise ValueError(f"config/retention.yaml: {kind} keeps {days:g} hot days; processors need {MIN_TTL_DAYS}-{MAX_TTL_DAYS}")
+    return retention.ttl_seconds(kind)
 
 
 def default_tagger(tickers_file: str | None = None) -> TickerTagger:
@@ -59,7 +69,7 @@ class SeriesCache:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.retention_ms = int(StreamSettings().bar_retention_days * DAY_MS)
+        self.retention_ms = retention.retention_ms("bars")
         self._done: set[str] = set()
 
     def ensure(self, key: str, ticker: str, field: str, source: str) -> None:

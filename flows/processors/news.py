@@ -8,7 +8,7 @@ found it, ``src`` = provider. Per article:
 2. **Tag** tickers (``headwater.tagging``: cashtags, tickers, company names in title/description/content), plus
    the ticker whose search found it.
 3. **Score** sentiment (``headwater.sentiment``: Loughran-McDonald + news supplement), in (-1, 1).
-4. **Store**: ``news:{id}`` hash with a TTL (``HEADWATER_PROCESSOR_NEWS_TTL_DAYS``, 7-90, default 30);
+4. **Store**: ``news:{id}`` hash with a TTL (``config/retention.yaml``: news hot days + archive grace);
    ``news:idx:{T}`` sorted set by publish time (ms; entries older than the TTL trimmed, TTL refreshed);
    ``ts:{T}:sentiment:news`` sample at the publish time -- the mean score of the articles published in that
    millisecond (``flows.processors.INDEX_EVENT``, one atomic script per ticker); then both hashes go into
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import redis
 from pydantic import ValidationError
 
-from flows.processors import INDEX_EVENT, ProcessorSettings, SeriesCache, default_tagger, run_cli
+from flows.processors import INDEX_EVENT, ProcessorSettings, SeriesCache, default_tagger, run_cli, ttl_seconds
 from headwater.keys import Keys
 from headwater.models import Article
 from headwater.sentiment import FinanceSentiment, default_scorer
@@ -126,7 +126,7 @@ class NewsProcessor:
 def make_handler(client: redis.Redis, keys: Keys) -> NewsProcessor:
     """A news handler configured from the environment (TTL, ticker universe)."""
     config = ProcessorSettings()
-    return NewsProcessor(client, keys, ttl_s=int(config.news_ttl_days * 86_400), tagger=default_tagger(config.tickers_file),
+    return NewsProcessor(client, keys, ttl_s=ttl_seconds("news"), tagger=default_tagger(config.tickers_file),
                          scorer=default_scorer())  # fmt: skip
 
 

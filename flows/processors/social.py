@@ -9,7 +9,7 @@ search that found it, ``src`` = ``reddit`` / ``x``. Per post:
 2. **Tag** tickers (``headwater.tagging``). A post that names no ticker of the universe is acknowledged and not
    stored (it feeds no per-ticker feature); the processor counts them.
 3. **Score** sentiment (``headwater.sentiment``).
-4. **Store**: ``social:{platform}:{id}`` hash with a TTL (``HEADWATER_PROCESSOR_SOCIAL_TTL_DAYS``, 7-90, default 7);
+4. **Store**: ``social:{platform}:{id}`` hash with a TTL (``config/retention.yaml``: social hot days + archive grace);
    per ticker ``social:idx:{T}`` (sorted set by creation time, trimmed to the TTL), ``ts:{T}:sentiment:social``
    (at the creation time: the mean score of the posts created in that millisecond) and ``ts:{T}:mentions:social``.
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import redis
 from pydantic import ValidationError
 
-from flows.processors import INDEX_EVENT, ProcessorSettings, SeriesCache, default_tagger, run_cli
+from flows.processors import INDEX_EVENT, ProcessorSettings, SeriesCache, default_tagger, run_cli, ttl_seconds
 from headwater.keys import Keys
 from headwater.models import Post, content_hash
 from headwater.sentiment import FinanceSentiment, default_scorer
@@ -133,7 +133,7 @@ class SocialProcessor:
 def make_handler(client: redis.Redis, keys: Keys) -> SocialProcessor:
     """A social handler configured from the environment (TTL, ticker universe)."""
     config = ProcessorSettings()
-    return SocialProcessor(client, keys, ttl_s=int(config.social_ttl_days * 86_400),
+    return SocialProcessor(client, keys, ttl_s=ttl_seconds("social"),
                            tagger=default_tagger(config.tickers_file), scorer=default_scorer())  # fmt: skip
 
 

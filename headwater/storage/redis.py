@@ -26,8 +26,6 @@ BAR_RULES: dict[str, tuple[str, str]] = {
     "close": ("price", "last"),
     "volume": ("volume", "sum"),
 }
-LONG_TIMEFRAMES = frozenset({"1h", "1d"})
-LONG_BAR_RETENTION_DAYS = 730.0
 
 
 def resolve_redis_url(settings: RedisSettings | None = None) -> str:

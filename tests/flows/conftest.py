@@ -104,6 +104,23 @@ def quotas(tmp_path: Path) -> Callable[..., str]:
 
 
 @pytest.fixture
+def retention_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Factory: config/retention.yaml with some kinds' hot days changed, in force for the test."""
+    from headwater.retention import RETENTION_FILE
+
+    def write(**days: float) -> str:
+        policy = yaml.safe_load(RETENTION_FILE.read_text())
+        for kind, value in days.items():
+            policy["hot"]["kinds"][kind]["days"] = value
+        path = tmp_path / f"retention-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(policy))
+        monkeypatch.setenv("HEADWATER_RETENTION_FILE", str(path))
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
 def fast(quotas: Callable[..., str]) -> str:
     """Quotas that never slow a test down (the real file paces Alpha Vantage at 75/min)."""
     return quotas()

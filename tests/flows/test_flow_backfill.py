@@ -30,36 +30,23 @@ def test_months_back_crosses_the_year():
     assert months_back(dt.date(2024, 2, 10), 3) == ["2024-02", "2024-01", "2023-12"]
 
 
-def test_history_older_than_the_hot_window_goes_to_parquet_the_rest_to_timeseries(
-    hub_at, flow_env, r, blob_env, blob_connection_string, monkeypatch, fast,
-):  # fmt: skip
-    # 1-minute series keep 10 years here, so March 2024 is "hot"; daily series keep two years (fixed), so daily bars
-    # of 2023/2024 are older than their retention today: they must go to warm storage, not be refused by Redis.
-    monkeypatch.setenv("HEADWATER_STREAM_BAR_RETENTION_DAYS", "3650")
+def test_history_inside_the_hot_window_goes_to_timeseries(hub_at, flow_env, r, retention_file, fast):
+    retention_file(bars=3650)  # a ten-year hot window: all of it is "hot" (the default window is tested below)
     hub_at(STANDIN_NOW)
     summary = historical_data_backfiller(tickers=["AAPL"], data_sources=fast, **ARGS)
     counts = summary["counts"]
-    assert counts["done"] == 2 and counts["quarantined"] == 0 and not summary["failed"]
-
+    assert counts["done"] == 2 and counts["quarantined"] == 0 and counts["warm"] == 0 and not summary["failed"]
     minute = samples(r, flow_env.provider_bar("AAPL", "alphavantage", "1m", "close"))
-    assert len(minute) == counts["hot"] == 2580  # 3 sessions x 16 h (Tuesday until 15:00)
+    assert len(minute) == 2580  # three sessions x 16 h (Tuesday until 15:00)
     assert minute[0][0] == utc_ms(2024, 3, 1, 9, 0)  # Friday 04:00 EST
-    assert not r.exists(flow_env.provider_bar("AAPL", "alphavantage", "1d", "close"))
-
-    frames = warm_frames(blob_connection_string)
-    assert sorted(frames) == [f"bars/alphavantage/1d/AAPL/{m}.parquet" for m in ("2023/12", "2024/01", "2024/02", "2024/03")]
-    daily = pd.concat(frames.values(), ignore_index=True)
-    assert len(daily) == counts["warm"] and daily["ts"].is_unique
-    march = frames["bars/alphavantage/1d/AAPL/2024/03.parquet"]
-    assert march["ts"].tolist() == [utc_ms(2024, 3, d) for d in (1, 4)]  # the 5th has not closed yet
-    assert list(march.columns) == ["ticker", "timeframe", "source", "ts", "open", "high", "low", "close", "volume"]
-    assert (march["high"] >= march[["open", "close"]].max(axis=1)).all()
-
+    daily = samples(r, flow_env.provider_bar("AAPL", "alphavantage", "1d", "close"))
+    assert daily[-2:] == [(utc_ms(2024, 3, 1), daily[-2][1]), (utc_ms(2024, 3, 4), daily[-1][1])]  # the 5th: not closed
+    assert counts["hot"] == len(minute) + len(daily)
     record = json.loads(r.hget(flow_env.checkpoint("backfill", "AAPL"), "1m:2024-03"))
     assert record["hot"] == 2580 and record["warm"] == 0
 
 
-def test_an_interrupted_backfill_resumes_where_it_stopped(hub_at, flow_env, r, blob_env, quotas):
+def test_an_interrupted_backfill_resumes_where_it_stopped(hub_at, flow_env, r, blob_env, blob_connection_string, quotas):
     hub = hub_at(STANDIN_NOW)
     # Run 1 is interrupted twice over: the first unit's answers are all cut off (it fails, is not checkpointed),
     # and the daily budget runs out after three requests (the run stops cleanly, the rest is skipped).
@@ -78,6 +65,19 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(hub_at, flow_env, r, b
     assert second["counts"]["already_done"] == 1 and second["counts"]["done"] == 3 and not second["failed"]
     assert hub.request_counts()["alphavantage"] == 5 + 3
     assert {k.decode() for k in r.hkeys(flow_env.checkpoint("backfill", "MSFT"))} == {"1d", "1m:2024-03"}
+
+    # March 2024 is older than the default hot window (97 days): everything went to Parquet, nothing to Redis.
+    assert second["counts"]["hot"] == 0 and not r.keys(f"{flow_env.prefix}ts:*")
+    frames = warm_frames(blob_connection_string)
+    assert sorted(p for p in frames if "/MSFT/" in p) == [
+        *(f"bars/alphavantage/1d/MSFT/{m}.parquet" for m in ("2023/12", "2024/01", "2024/02", "2024/03")),
+        "bars/alphavantage/1m/MSFT/2024/03.parquet"]  # fmt: skip
+    minute = frames["bars/alphavantage/1m/MSFT/2024/03.parquet"]
+    assert len(minute) == 2580 and minute["ts"].is_monotonic_increasing and minute["ts"].is_unique
+    assert list(minute.columns) == ["ticker", "timeframe", "source", "ts", "open", "high", "low", "close", "volume", "vwap"]
+    assert (minute["high"] >= minute[["open", "close"]].max(axis=1)).all() and minute["vwap"].isna().all()
+    march = frames["bars/alphavantage/1d/MSFT/2024/03.parquet"]
+    assert march["ts"].tolist() == [utc_ms(2024, 3, 1), utc_ms(2024, 3, 4)]  # the 5th has not closed yet
 
     # Run 3: everything is checkpointed; nothing is fetched again.
     third = historical_data_backfiller(tickers=["AAPL", "MSFT"], data_sources=roomy, **ARGS)

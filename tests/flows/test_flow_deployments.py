@@ -54,6 +54,9 @@ def test_global_rate_limits_mirror_data_sources_yaml():
 def test_prefect_deploy_all_then_a_worker_runs_a_deployment(flow_env, hub_at, blob_env, fast, monkeypatch):
     from flow_support import new_york
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState,
+                                                FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
 
     hub_at(new_york(2024, 3, 5, 15, 0))
     done = deploy()  # work pool + limits + `prefect deploy --all` against the session's server
@@ -62,9 +65,13 @@ def test_prefect_deploy_all_then_a_worker_runs_a_deployment(flow_env, hub_at, bl
         deployed = {d.name: d for d in client.read_deployments()}
         assert set(DEPLOYMENTS) <= set(deployed)
         assert deployed["market-data-fetcher"].schedules[0].schedule.cron == "* * * * *"
-        for d in deployed.values():
-            if d.schedules:
-                client.pause_deployment(d.id)  # no cron runs while this test owns the worker
+        scheduled = [d.id for d in deployed.values() if d.schedules]
+        for deployment_id in scheduled:
+            client.pause_deployment(deployment_id)  # no cron runs while this test owns the worker ...
+        for early in client.read_flow_runs(  # ... including the ones the scheduler created before the pause
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=scheduled)),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])))):
+            client.delete_flow_run(early.id)
         run = client.create_flow_run_from_deployment(deployed["historical-data-backfiller"].id, parameters={
             "tickers": ["AAPL"], "years": 0.1, "include_intraday": False, "end_date": "2024-03-05",
             "data_sources": fast})  # fmt: skip

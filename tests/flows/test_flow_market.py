@@ -8,6 +8,7 @@ import pytest
 from flow_support import new_york, prefixed, samples, total_samples, utc_ms, wait_for
 
 from flows.market_data_fetcher import market_data_fetcher
+from headwater import retention
 
 MONDAY_AFTER_DST = new_york(2024, 3, 11, 4, 30)  # the latest 100 bars span the spring DST change
 
@@ -26,7 +27,7 @@ def test_bars_land_in_timeseries_in_utc_and_a_refetch_doubles_nothing(hub_at, fl
     assert stamps[0] == utc_ms(2024, 3, 8, 23, 50) and stamps[-1] == utc_ms(2024, 3, 11, 8, 29)  # EST then EDT
     assert utc_ms(2024, 3, 9, 0, 59) in stamps and utc_ms(2024, 3, 11, 8, 0) in stamps
     info = r.execute_command("TS.INFO", close_key(flow_env))
-    assert info[b"duplicatePolicy"] == b"last" and int(info[b"retentionTime"]) == 90 * 86_400_000
+    assert info[b"duplicatePolicy"] == b"last" and int(info[b"retentionTime"]) == retention.retention_ms("bars")
 
     second = market_data_fetcher(tickers=["AAPL"], data_sources=fast)
     assert second["counts"]["already_present"] == 100

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pydantic
 import pytest
 from flow_support import samples, total_samples
 
 from flows.news_scraper import news_query, news_scraper
-from flows.processors import ProcessorSettings, drain
+from flows.processors import drain, ttl_seconds
 from flows.processors.news import NewsProcessor
 from headwater.models import Article
 from headwater.sentiment import default_scorer
@@ -66,13 +65,13 @@ def test_the_processor_dedupes_tags_scores_and_stores_with_ttl(r, key_prefix):
     assert handler.stats.duplicates == 4 and total_samples(r, keys.sentiment("AAPL", "news")) == 1
 
 
-def test_ttl_is_configuration_within_7_to_90_days(monkeypatch):
-    monkeypatch.setenv("HEADWATER_PROCESSOR_NEWS_TTL_DAYS", "14")
-    assert ProcessorSettings().news_ttl_days == 14
-    for days in ("3", "120"):
-        monkeypatch.setenv("HEADWATER_PROCESSOR_NEWS_TTL_DAYS", days)
-        with pytest.raises(pydantic.ValidationError):
-            ProcessorSettings()
+def test_ttl_comes_from_the_retention_policy_within_7_to_90_days(retention_file):
+    retention_file(news=14, social=10)
+    assert ttl_seconds("news") == (14 + 7) * 86_400 and ttl_seconds("social") == (10 + 7) * 86_400  # + archive grace
+    for days in (3, 120):
+        retention_file(news=days)
+        with pytest.raises(ValueError, match="processors need 7-90"):
+            ttl_seconds("news")
 
 
 def test_news_query_searches_symbol_and_names():
