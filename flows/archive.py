@@ -116,6 +116,11 @@ class DatasetReport:
         return asdict(self)
 
 
+def wall_clock_ms() -> int:
+    """The clock every run measures "older than" against (one seam, so a test can pin the day)."""
+    return int(time.time() * 1000)
+
+
 @dataclass
 class ArchiveContext:
     """The clients one run uses (``build_context`` makes them from the environment's settings)."""
@@ -124,7 +129,7 @@ class ArchiveContext:
     keys: Keys
     store: BlobStore
     actor: str = "flow:archive"
-    now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    now_ms: Callable[[], int] = lambda: wall_clock_ms()
 
     @property
     def warm(self) -> str:

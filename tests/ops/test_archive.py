@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import orjson
 import pyarrow.parquet as pq
@@ -182,7 +183,10 @@ def test_dry_run_changes_nothing(r: redis.Redis, keys: Keys, ctx: ArchiveContext
 def test_old_raw_documents_move_to_the_cool_tier(r: redis.Redis, keys: Keys, store: CountingBlobStore) -> None:
     raw = store.settings.raw_container
     store.put(raw, "sec/AAPL/10-K/0000320193-24-000123/aapl.htm", b"<html>10-K</html>")
-    ctx = ArchiveContext(r, keys, store, now_ms=lambda: NOW_MS + 91 * DAY_MS)  # 91 days later
+    # 92 days after the upload (the blob's Last-Modified is Azurite's clock, not the seed's): past the 90 hot days
+    # whatever the time of day
+    later = int(time.time() * 1000) + 92 * DAY_MS
+    ctx = ArchiveContext(r, keys, store, now_ms=lambda: later)
     report = archive_dataset(ctx, "documents")
     assert report.blobs_written == 1
     props = store.service.get_blob_client(raw, "sec/AAPL/10-K/0000320193-24-000123/aapl.htm").get_blob_properties()
@@ -217,11 +221,14 @@ def test_one_warm_layout_with_the_historical_backfiller(r: redis.Redis, keys: Ke
 
 @pytest.mark.slow
 def test_the_prefect_flow_archives_and_counts_its_outcome(r: redis.Redis, keys: Keys, store: CountingBlobStore,
-                                                          ops_env: None, prefect_api_url: str) -> None:  # fmt: skip
+                                                          ops_env: None, prefect_api_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
+    import flows.archive as archive_module
     from flows.archive import archive
 
+    monkeypatch.setattr(archive_module, "wall_clock_ms", lambda: NOW_MS)
     seed_bars(r, keys)
     seed_posts(r, keys)
     with temporary_settings(updates={PREFECT_API_URL: prefect_api_url, PREFECT_LOGGING_TO_API_ENABLED: False}):
@@ -235,9 +242,11 @@ def test_the_prefect_flow_archives_and_counts_its_outcome(r: redis.Redis, keys: 
     assert rerun["bars"]["read"] == rerun["bars"]["blobs_written"] == 0
 
 
-def test_cli(r: redis.Redis, keys: Keys, store: CountingBlobStore, ops_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli(r: redis.Redis, keys: Keys, store: CountingBlobStore, ops_env: None, capsys: pytest.CaptureFixture[str],
+             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     import flows.archive as archive_module
 
+    monkeypatch.setattr(archive_module, "wall_clock_ms", lambda: NOW_MS)  # the seed's day, even across midnight
     seed_bars(r, keys)
     assert archive_module.main(["--no-prefect", "--dataset", "bars", "--dry-run", "--json"]) == 0
     out = orjson.loads(capsys.readouterr().out)
