@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported anywhere: no usage statistics
@@ -61,6 +62,7 @@ class Outcome:
     quarantined: list[Quarantined] = field(default_factory=list)
     checked: int = 0
     failed_expectations: dict[str, int] = field(default_factory=dict)  # label -> rows failing it
+    kept: np.ndarray | None = None  # positions (0..len-1) in the validated frame of the rows in ``good``
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.good, self.quarantined))
@@ -175,7 +177,7 @@ def validate(
     original = list(df.columns)
     frame = prepare(df.reset_index(drop=True))
     if frame.empty:
-        return Outcome(good=frame[original], checked=0)
+        return Outcome(good=frame[original], checked=0, kept=np.arange(0))
     from great_expectations.exceptions.resource_freshness import ResourceFreshnessAggregateError
 
     def run(result_format: str) -> Any:
@@ -207,8 +209,9 @@ def validate(
             failures.setdefault(i, []).append(what)
     bad = sorted(failures)
     quarantined = [Quarantined(_json_safe(frame.loc[i, original].to_dict()), tuple(failures[i])) for i in bad]
-    good = frame.drop(index=bad)[original].reset_index(drop=True)
-    return Outcome(good=good, quarantined=quarantined, checked=len(frame), failed_expectations=counts)
+    kept = np.setdiff1d(np.arange(len(frame)), np.asarray(bad, dtype=np.int64), assume_unique=True)
+    good = (frame.iloc[kept] if bad else frame)[original].reset_index(drop=True)
+    return Outcome(good=good, quarantined=quarantined, checked=len(frame), failed_expectations=counts, kept=kept)
 
 
 def _json_safe(row: dict[str, Any]) -> dict[str, Any]:

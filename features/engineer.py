@@ -35,6 +35,7 @@ from features.online_store import OnlineLayout, OnlineStoreWriter
 from headwater.config import load_tickers
 from headwater.keys import Keys
 from headwater.log import setup_logging
+from headwater.metrics import OUTCOME_HOOKS
 from headwater.settings import Settings
 from headwater.storage.redis import connect
 
@@ -110,7 +111,7 @@ def engineer_batch_task(
     return counts
 
 
-@flow(name="feature-engineer", log_prints=False)
+@flow(name="feature-engineer", log_prints=False, **OUTCOME_HOOKS)
 def engineer_features(
     tickers: list[str], as_of: datetime | None = None, groups: list[str] | None = None, batch_size: int = 100
 ) -> dict[str, int]:

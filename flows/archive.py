@@ -63,7 +63,7 @@ from prefect.cache_policies import NO_CACHE
 
 from headwater import audit, retention
 from headwater.keys import Keys
-from headwater.metrics import count, flow_outcome
+from headwater.metrics import OUTCOME_HOOKS, count
 from headwater.storage.blob import BlobStore
 
 log = logging.getLogger("headwater.flows.archive")
@@ -536,7 +536,7 @@ def archive_dataset_task(dataset: str, older_than_days: float | None, dry_run: b
         ctx.client.close()
 
 
-@flow(name="archive", on_completion=[flow_outcome], on_failure=[flow_outcome], on_crashed=[flow_outcome])
+@flow(name="archive", **OUTCOME_HOOKS)
 def archive(older_than_days: float | None = None, datasets: list[str] | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Move data past its hot window from Redis to warm Blob; every dataset runs even if another one fails."""
     logger = get_run_logger()

@@ -51,7 +51,7 @@ from prefect.cache_policies import NO_CACHE
 
 from headwater import audit, retention
 from headwater.keys import Keys
-from headwater.metrics import flow_outcome
+from headwater.metrics import OUTCOME_HOOKS
 from headwater.storage.blob import BlobStore
 
 REHYDRATED_PREFIX = "rehydrated/"
@@ -259,7 +259,7 @@ def prune_task(dry_run: bool, actor: str) -> dict[str, Any]:
         ctx.client.close()
 
 
-@flow(name="cold_storage", on_completion=[flow_outcome], on_failure=[flow_outcome], on_crashed=[flow_outcome])
+@flow(name="cold_storage", **OUTCOME_HOOKS)
 def cold_storage(older_than_days: float | None = None, prune: bool = True, dry_run: bool = False) -> dict[str, Any]:
     """Flush the audit log, move old cold blobs to the Archive tier, expire warm data past its retention."""
     logger = get_run_logger()

@@ -8,6 +8,9 @@ key is not in the environment and the task runs under Prefect, from a Prefect Se
 machine. ``python -m flows.deploy`` mirrors the per-minute rates as Prefect global concurrency limits
 (``headwater-<provider>``) for the UI; the Redis limiter is what enforces them, because a Prefect limit can
 express neither a daily budget nor a per-key quota, and the real-time streamer shares these quotas too.
+Provider tasks carry no Prefect tags on purpose: a tagged task run asks the API for tag concurrency slots, which
+cost ~2 s per burst of task runs on an idle Prefect 3 server (measured here) and would limit nothing the Redis
+limiter does not already limit.
 
 **Retries** (``IO_RETRIES`` on every task that does I/O): 3 retries, exponential backoff 1-2-4 s with 50 % jitter
 (the base is ``HEADWATER_FLOW_RETRY_BASE_S``, read at import; the tests shorten it), only for what can get better
@@ -51,8 +54,8 @@ from pydantic import SecretStr
 from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from expectations import Quarantined
-from headwater import retention
+from expectations import Outcome, Quarantined
+from headwater import metrics, retention
 from headwater.config import load_tickers, provider_limits
 from headwater.keys import Keys
 from headwater.providers.alphavantage import AlphaVantageClient
@@ -320,20 +323,48 @@ def rejected_rows(rejected: Iterable[tuple[dict[str, Any], str]], model: str) ->
     return [Quarantined(row=raw, failed=(f"model:{model}: {reason}",)) for raw, reason in rejected]
 
 
-@task(cache_policy=NO_CACHE)
-def gate(dataset: str, frame: pd.DataFrame, flow: str, source: str) -> tuple[pd.DataFrame, int]:
-    """Validate a batch with its GX suite; quarantine rejected rows; return (accepted rows, quarantined count)."""
+def _gate(dataset: str, frame: pd.DataFrame, flow: str, source: str) -> Outcome:
     from expectations import articles, bars, posts
 
     suites = {"bars": bars, "articles": articles, "posts": posts}
-    if frame.empty:
-        return frame, 0
     outcome = suites[dataset].validate_batch(frame)
     count = quarantine(dataset, outcome.quarantined, flow=flow, source=source)
+    counters, k = redis_client().pipeline(transaction=False), keys()
+    metrics.count(counters, k, "gx_validations", suite=dataset, flow=flow, outcome="fail" if count else "pass")
+    metrics.count(counters, k, "gx_rows", len(frame) - count, suite=dataset, outcome="accepted")
+    metrics.count(counters, k, "gx_rows", count, suite=dataset, outcome="quarantined")
+    counters.execute()
     if count:
         run_logger().warning("%s: quarantined %d of %d %s rows: %s", flow, count, outcome.checked, dataset,
                              outcome.failed_expectations)  # fmt: skip
-    return outcome.good, count
+    return outcome
+
+
+@task(cache_policy=NO_CACHE)
+def gate(dataset: str, frame: pd.DataFrame, flow: str, source: str) -> tuple[pd.DataFrame, int]:
+    """Validate a batch with its GX suite; quarantine rejected rows; return (accepted rows, quarantined count)."""
+    if frame.empty:
+        return frame, 0
+    outcome = _gate(dataset, frame, flow, source)
+    return outcome.good, len(outcome.quarantined)
+
+
+@task(cache_policy=NO_CACHE)
+def gate_parts(dataset: str, frames: list[pd.DataFrame], flow: str, source: str) -> list[tuple[pd.DataFrame, int]]:
+    """``gate`` for several frames validated as ONE batch (a suite run has a fixed cost of ~0.1 s): per frame, in
+    order, its accepted rows and its quarantined count."""
+    sizes = [len(f) for f in frames]
+    if not sum(sizes):
+        return [(f, 0) for f in frames]
+    whole = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    outcome = _gate(dataset, whole, flow, source)
+    kept = outcome.kept if outcome.kept is not None else np.arange(len(outcome.good))
+    bounds = np.cumsum([0, *sizes])
+    parts = []
+    for i, size in enumerate(sizes):
+        lo, hi = np.searchsorted(kept, bounds[i]), np.searchsorted(kept, bounds[i + 1])
+        parts.append((outcome.good.iloc[lo:hi].reset_index(drop=True), size - int(hi - lo)))
+    return parts
 
 
 # -- bars into RedisTimeSeries -------------------------------------------------------------------------------
@@ -437,6 +468,8 @@ def write_bars(frame: pd.DataFrame, *, chunk_bars: int = 2000) -> BarWrite:
 
 def bars_to_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Exact copies dropped (same ticker/timeframe/ts and values): a provider repeating a row is not an error."""
+    if len(frame) and frame["ticker"].nunique() == 1 and frame["timeframe"].nunique() == 1 and frame["ts"].is_unique:
+        return frame.reset_index(drop=True)  # one series, no repeated stamp: nothing to compare (the usual case)
     return frame.drop_duplicates(subset=["ticker", "timeframe", "ts", *BAR_FIELDS], keep="last").reset_index(drop=True)
 
 

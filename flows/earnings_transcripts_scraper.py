@@ -31,6 +31,7 @@ from prefect.cache_policies import NO_CACHE
 from headwater.config import load_tickers
 from headwater.documents import RawDocument, StoreOutcome, store_raw_document, transcript_blob_path
 from headwater.keys import Keys, check_ticker
+from headwater.metrics import OUTCOME_HOOKS
 from headwater.models import Transcript
 from headwater.providers.http import ProviderError
 from headwater.providers.transcripts import (
@@ -136,7 +137,7 @@ def process_documents(ctx: ScrapeContext) -> dict[str, int]:
     return drain(DocumentProcessor(ctx.client, ctx.keys, ctx.blobs, get_embedder())).__dict__
 
 
-@flow(name="earnings_transcripts_scraper")
+@flow(name="earnings_transcripts_scraper", **OUTCOME_HOOKS)
 def earnings_transcripts_scraper(
     tickers: list[str] | None = None,
     max_per_ticker: int = 2,

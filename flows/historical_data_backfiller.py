@@ -59,6 +59,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from flows import common  # noqa: E402
+from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
 from headwater.settings import BlobSettings  # noqa: E402
 from headwater.storage.blob import BlobStore  # noqa: E402
 
@@ -184,7 +185,7 @@ def write_warm(frame: pd.DataFrame) -> int:
 
 
 # -- tasks -----------------------------------------------------------------------------------------------------
-@task(**common.IO_RETRIES, tags=["alphavantage"])
+@task(**common.IO_RETRIES)
 def fetch_history(unit: Unit, since_ms: int, extended_hours: bool = True, data_sources: str | None = None) -> pd.DataFrame:
     """Fetch one unit of history from Alpha Vantage (a ticker's daily series, or one month of 1-minute bars)."""
     client = common.provider_client("alphavantage", data_sources=data_sources)
@@ -214,7 +215,13 @@ def commit_history(unit: Unit, good: pd.DataFrame, fetched: int, quarantined: in
 
 
 # -- the flow --------------------------------------------------------------------------------------------------
-@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=16))
+def _finished(future: Any) -> bool:
+    """Whether a task runner future is done, without asking the Prefect API."""
+    wrapped = getattr(future, "wrapped_future", None)
+    return bool(wrapped is not None and wrapped.done())
+
+
+@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=16), **OUTCOME_HOOKS)
 def historical_data_backfiller(
     tickers: list[str] | None = None,
     tickers_file: str | None = None,
@@ -244,7 +251,8 @@ def historical_data_backfiller(
     bar = tqdm(total=len(todo), desc="backfill", unit="unit", disable=not progress, file=sys.stderr)
     try:
         while queue or fetching or storing:
-            while queue and not summary.stopped_reason and len(fetching) + len(storing) < max(1, parallel):
+            # fetches run ahead of the writes: up to `parallel` units fetching and `parallel` validated units storing
+            while queue and not summary.stopped_reason and len(fetching) < max(1, parallel) and len(storing) < max(1, parallel):
                 unit = queue.popleft()
                 fetching[fetch_history.submit(unit, since_ms, extended_hours, data_sources)] = unit
             if summary.stopped_reason:
@@ -253,17 +261,22 @@ def historical_data_backfiller(
             if not (fetching or storing):
                 break
             future = next(as_completed(list(fetching) + list(storing)))
-            result = future.result(raise_on_failure=False)
             if future in fetching:
-                unit = fetching.pop(future)
-                if isinstance(result, BaseException):
-                    summary.record_failure(str(unit), result)
-                    bar.update(1)
-                    continue
-                frame = common.bars_to_rows(result) if len(result) else result
-                good, quarantined = common.gate(dataset="bars", frame=frame, flow=FLOW, source="alphavantage")
-                storing[commit_history.submit(unit, good, len(result), quarantined)] = unit
+                # every fetch that is done by now is validated in one GX run (its cost is mostly per run)
+                fetched: list[tuple[Unit, pd.DataFrame]] = []
+                for done in [future, *(f for f in fetching if f is not future and _finished(f))]:
+                    unit, result = fetching.pop(done), done.result(raise_on_failure=False)
+                    if isinstance(result, BaseException):
+                        summary.record_failure(str(unit), result)
+                        bar.update(1)
+                    else:
+                        fetched.append((unit, result))
+                frames = [common.bars_to_rows(result) if len(result) else result for _, result in fetched]
+                parts = common.gate_parts(dataset="bars", frames=frames, flow=FLOW, source="alphavantage") if fetched else []
+                for (unit, result), (good, quarantined) in zip(fetched, parts):
+                    storing[commit_history.submit(unit, good, len(result), quarantined)] = unit
             else:
+                result = future.result(raise_on_failure=False)
                 unit = storing.pop(future)
                 bar.update(1)
                 if isinstance(result, BaseException):

@@ -29,11 +29,12 @@ from prefect import flow, task  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows import common  # noqa: E402
+from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
 
 FLOW = "market_data_fetcher"
 
 
-@task(**common.IO_RETRIES, tags=["alphavantage"])
+@task(**common.IO_RETRIES)
 def fetch_intraday(ticker: str, outputsize: str = "compact", data_sources: str | None = None) -> pd.DataFrame:
     """Fetch one ticker's latest 1-minute bars from Alpha Vantage (UTC timestamps)."""
     return common.provider_client("alphavantage", data_sources=data_sources).intraday(ticker, outputsize=outputsize)
@@ -45,7 +46,7 @@ def store_bars(frame: pd.DataFrame) -> common.BarWrite:
     return common.write_bars(frame)
 
 
-@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=8))
+@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=8), **OUTCOME_HOOKS)
 def market_data_fetcher(
     tickers: list[str] | None = None,
     tickers_file: str | None = None,

@@ -34,6 +34,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from expectations.articles import COLUMNS  # noqa: E402
 from flows import common  # noqa: E402
+from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
 from headwater.models import Article  # noqa: E402
 from headwater.tagging import COMPANY_NAMES, is_ambiguous  # noqa: E402
 
@@ -92,7 +93,7 @@ def article_frame(found: dict[str, TickerNews]) -> tuple[pd.DataFrame, dict[str,
     return pd.DataFrame(rows, columns=COLUMNS), by_id
 
 
-@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=8))
+@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=8), **OUTCOME_HOOKS)
 def news_scraper(
     tickers: list[str] | None = None,
     tickers_file: str | None = None,

@@ -44,6 +44,7 @@ from prefect.cache_policies import NO_CACHE
 from headwater.config import load_tickers
 from headwater.documents import RawDocument, StoreOutcome, filing_blob_path, store_raw_document
 from headwater.keys import Keys, check_ticker
+from headwater.metrics import OUTCOME_HOOKS
 from headwater.providers.edgar import (
     DEFAULT_MAX_DOCUMENT_BYTES,
     PERIODIC_FORMS,
@@ -164,7 +165,7 @@ def process_documents(ctx: FetchContext) -> dict[str, int]:
     return drain(DocumentProcessor(ctx.client, ctx.keys, ctx.blobs, get_embedder())).__dict__
 
 
-@flow(name="sec_filings_fetcher")
+@flow(name="sec_filings_fetcher", **OUTCOME_HOOKS)
 def sec_filings_fetcher(
     tickers: list[str] | None = None,
     forms: list[str] | None = None,

@@ -40,6 +40,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from expectations.posts import COLUMNS  # noqa: E402
 from flows import common  # noqa: E402
+from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
 from headwater.models import Post  # noqa: E402
 from headwater.settings import RedditSettings  # noqa: E402
 
@@ -120,7 +121,7 @@ def post_frame(harvests: list[Harvest]) -> tuple[pd.DataFrame, dict[str, Post]]:
     return pd.DataFrame(rows, columns=COLUMNS), by_id
 
 
-@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=8))
+@flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=8), **OUTCOME_HOOKS)
 def social_media_collector(
     tickers: list[str] | None = None,
     tickers_file: str | None = None,

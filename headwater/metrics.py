@@ -112,7 +112,7 @@ def observe(client: redis.Redis, keys: Keys, name: str, seconds: float, **labels
 
 
 def flow_outcome(flow: Any, flow_run: Any, state: Any) -> None:
-    """Prefect state hook: ``@flow(on_completion=[flow_outcome], on_failure=[flow_outcome], on_crashed=[...])``.
+    """Prefect state hook for completed, failed and crashed runs (``OUTCOME_HOOKS`` wires all three).
 
     Counts ``headwater_flow_runs_total{flow, state}``; never raises (metrics must not fail a flow).
     """
@@ -128,6 +128,10 @@ def flow_outcome(flow: Any, flow_run: Any, state: Any) -> None:
             client.close()
     except Exception:  # noqa: BLE001 - metrics are best effort here
         log.warning("could not count the outcome of flow %s", getattr(flow, "name", flow), exc_info=True)
+
+
+#: ``@flow(name=..., **OUTCOME_HOOKS)``: every terminal state of the flow run is counted.
+OUTCOME_HOOKS: dict[str, list[Any]] = {"on_completion": [flow_outcome], "on_failure": [flow_outcome], "on_crashed": [flow_outcome]}
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 INTERVALS = {"1min": 1, "5min": 5, "15min": 15, "30min": 30, "60min": 60}
 DAILY_HISTORY_START = dt.date(1999, 11, 1)
 COMPACT_ROWS = 100
+PAST_MONTHS_KEPT = 32  # built answers for whole past months kept (~4 MB each for 1-minute bars)
 
 MISSING_KEY = ("the parameter apikey is invalid or missing. Please claim your free API key on "
                "(https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds.")
@@ -62,6 +65,10 @@ class AlphaVantageHandler:
 
     def __init__(self, hub: ProviderStandIn) -> None:
         self.hub = hub
+        # Answers for whole past months never change (the simulator is deterministic): the last few are kept
+        # built, so a backfill that re-reads a month costs the stand-in nothing (a month is ~4 MB of JSON).
+        self._past_months: OrderedDict[tuple[Any, ...], Response] = OrderedDict()
+        self._past_months_lock = threading.Lock()
 
     # -- throttling answers (HTTP 200, like the real service) ----------------------------------------------
     def _limits(self) -> tuple[int, int]:
@@ -105,26 +112,42 @@ class AlphaVantageHandler:
         if symbol not in self.hub.tickers or outputsize not in ("compact", "full"):
             return invalid
         if function == "TIME_SERIES_DAILY":
-            meta_info = "Daily Prices (open, high, low, close) and Volumes"
             rows = self._daily(symbol, outputsize)
-            meta = {"1. Information": meta_info, "2. Symbol": symbol,
+            meta = {"1. Information": "Daily Prices (open, high, low, close) and Volumes", "2. Symbol": symbol,
                     "3. Last Refreshed": rows[0][0] if rows else "", "4. Output Size": _size(outputsize),
-                    "5. Time Zone": "US/Eastern"}
-            series_name = "Time Series (Daily)"
-        else:
-            interval = q.get("interval", "")
-            if interval not in INTERVALS:
-                return invalid
-            window = self._window(q.get("month"))
-            if window is None:
-                return invalid
-            extended = q.get("extended_hours", "true").lower() != "false"
-            rows = self._intraday(symbol, INTERVALS[interval], window, extended, outputsize)
-            meta = {"1. Information": f"Intraday ({interval}) open, high, low, close prices and volume",
-                    "2. Symbol": symbol, "3. Last Refreshed": rows[0][0] if rows else "",
-                    "4. Interval": interval, "5. Output Size": _size(outputsize), "6. Time Zone": "US/Eastern"}
-            series_name = f"Time Series ({interval})"
-        if q.get("datatype") == "csv":
+                    "5. Time Zone": "US/Eastern"}  # fmt: skip
+            return self._render(rows, meta, "Time Series (Daily)", q.get("datatype"))
+        interval = q.get("interval", "")
+        window = self._window(q.get("month"))
+        if interval not in INTERVALS or window is None:
+            return invalid
+        extended = q.get("extended_hours", "true").lower() != "false"
+        args = (symbol, interval, window, extended, outputsize, q.get("datatype"))
+        if not q.get("month") or window[1] > int(self.hub.now() * 1000):
+            return self._intraday_response(*args)
+        with self._past_months_lock:  # a whole past month: built once, then served as built
+            cached = self._past_months.get(args)
+            if cached is not None:
+                self._past_months.move_to_end(args)
+                return cached
+        response = self._intraday_response(*args)
+        with self._past_months_lock:
+            self._past_months[args] = response
+            while len(self._past_months) > PAST_MONTHS_KEPT:
+                self._past_months.popitem(last=False)
+        return response
+
+    def _intraday_response(self, symbol: str, interval: str, window: tuple[int, int], extended: bool, outputsize: str,
+                           datatype: str | None) -> Response:  # fmt: skip
+        rows = self._intraday(symbol, INTERVALS[interval], window, extended, outputsize)
+        meta = {"1. Information": f"Intraday ({interval}) open, high, low, close prices and volume",
+                "2. Symbol": symbol, "3. Last Refreshed": rows[0][0] if rows else "",
+                "4. Interval": interval, "5. Output Size": _size(outputsize), "6. Time Zone": "US/Eastern"}
+        return self._render(rows, meta, f"Time Series ({interval})", datatype)
+
+    def _render(self, rows: list[tuple[str, dict[str, str]]], meta: dict[str, str], series_name: str,
+                datatype: str | None) -> Response:  # fmt: skip
+        if datatype == "csv":
             lines = ["timestamp,open,high,low,close,volume"]
             lines += [f"{key},{v['1. open']},{v['2. high']},{v['3. low']},{v['4. close']},{v['5. volume']}"
                       for key, v in rows]

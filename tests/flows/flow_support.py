@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,7 +34,18 @@ def total_samples(r: redis.Redis, key: str) -> int:
 
 
 def prefixed(r: redis.Redis, prefix: str, pattern: str = "*") -> list[str]:
-    return sorted(k.decode() for k in r.scan_iter(match=f"{prefix}{pattern}", count=1000))
+    """The test's data keys (the shared metrics hashes every flow bumps are left out)."""
+    keys = (k.decode() for k in r.scan_iter(match=f"{prefix}{pattern}", count=1000))
+    return sorted(k for k in keys if not k.startswith(f"{prefix}metrics:"))
+
+
+def counters(r: redis.Redis, keys: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The generic metrics counters (``headwater.metrics.count``) as ``{(name, labels): value}``."""
+    out = {}
+    for field, value in r.hgetall(keys.metrics_counters).items():
+        name, labels = json.loads(field)
+        out[(name, tuple(tuple(pair) for pair in labels))] = float(value)
+    return out
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:  # noqa: ANN001

@@ -28,7 +28,7 @@ def test_schedules_in_prefect_yaml_are_the_ones_in_config_schedules_yaml():
 
 
 def test_deployments_use_the_work_pool_and_name_real_flows():
-    assert len(DEPLOYMENTS) == 6
+    assert len(DEPLOYMENTS) == 8  # six ingestion flows, archive, cold storage
     for d in DEPLOYMENTS.values():
         assert d["work_pool"]["name"] == WORK_POOL
         path, function = d["entrypoint"].split(":")

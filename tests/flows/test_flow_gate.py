@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from flow_support import samples, utc_ms
+from flow_support import counters, samples, utc_ms
 
 from expectations import articles, bars, posts
 from expectations.docs import build
@@ -60,6 +60,22 @@ def test_quarantined_rows_land_in_the_stream_and_good_rows_are_stored(flow_env, 
     close = samples(r, flow_env.provider_bar("AAPL", "alphavantage", "1m", "close"))
     assert close == [(MON_0930, 10.5)]
     assert samples(r, flow_env.provider_bar("AAPL", "alphavantage", "1d", "close")) == [(utc_ms(2024, 3, 8), 10.5)]
+    # ... and the exporter's GX pass/fail counters saw it
+    assert counters(r, flow_env) == {
+        ("gx_validations", (("flow", "test"), ("outcome", "fail"), ("suite", "bars"))): 1.0,
+        ("gx_rows", (("outcome", "accepted"), ("suite", "bars"))): 2.0,
+        ("gx_rows", (("outcome", "quarantined"), ("suite", "bars"))): 8.0,
+    }
+
+
+def test_several_frames_are_validated_as_one_batch_and_split_back(flow_env, r):
+    first, second = BATCH.iloc[:5], BATCH.iloc[5:]
+    empty = BATCH.iloc[:0]
+    parts = common.gate_parts.fn(dataset="bars", frames=[first, empty, second], flow="test", source="alphavantage")
+    assert [len(good) for good, _ in parts] == [1, 0, 1] and [n for _, n in parts] == [4, 0, 4]
+    assert parts[0][0]["ts"].tolist() == [MON_0930] and parts[2][0]["ts"].tolist() == [utc_ms(2024, 3, 8)]
+    assert r.xlen(flow_env.quarantine) == 8
+    assert counters(r, flow_env)[("gx_validations", (("flow", "test"), ("outcome", "fail"), ("suite", "bars")))] == 1
 
 
 def test_articles_and_posts_suites():

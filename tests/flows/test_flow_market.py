@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from flow_support import new_york, prefixed, samples, total_samples, utc_ms, wait_for
+from flow_support import counters, new_york, prefixed, samples, total_samples, utc_ms, wait_for
 
 from flows.market_data_fetcher import market_data_fetcher
 from headwater import retention
@@ -32,6 +32,10 @@ def test_bars_land_in_timeseries_in_utc_and_a_refetch_doubles_nothing(hub_at, fl
     second = market_data_fetcher(tickers=["AAPL"], data_sources=fast)
     assert second["counts"]["already_present"] == 100
     assert total_samples(r, close_key(flow_env)) == 100  # re-fetched, rewritten, not doubled
+    seen = counters(r, flow_env)  # what the metrics endpoint exports: two completed runs, two passing GX batches
+    assert seen[("flow_runs", (("flow", "market_data_fetcher"), ("state", "Completed")))] == 2
+    assert seen[("gx_validations", (("flow", "market_data_fetcher"), ("outcome", "pass"), ("suite", "bars")))] == 2
+    assert seen[("gx_rows", (("outcome", "accepted"), ("suite", "bars")))] == 200
 
 
 def test_a_429_storm_is_retried_honouring_retry_after_then_succeeds(live_hub, flow_env, r, fast):
@@ -63,6 +67,7 @@ def test_malformed_bodies_fail_the_run_clearly_store_nothing_and_lose_nothing(hu
     assert state.is_failed()
     assert "failed=1" in state.message and "MalformedResponse" in state.message and "invalid JSON" in state.message
     assert prefixed(r, flow_env.prefix, "ts:*") == []  # nothing half-written
+    assert counters(r, flow_env)[("flow_runs", (("flow", "market_data_fetcher"), ("state", "Failed")))] == 1
     again = market_data_fetcher(tickers=["AAPL"], data_sources=fast)  # the next run gets it all
     assert again["counts"]["stored"] == 100
 
