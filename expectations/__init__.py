@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,17 @@ def definition(name: str, build_suite: Callable[[], gx.ExpectationSuite]) -> gx.
                 vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=batch, suite=suite))
         _definitions[(root, name)] = vd
         return vd
+
+
+def with_ahead_s(df: pd.DataFrame, time_column: str) -> pd.DataFrame:
+    """A copy of ``df`` with ``ahead_s``: how far ``time_column`` (epoch ms) lies in the future, in seconds.
+
+    The suites' "not in the future" expectation looks at it (time-zone mix-ups show up as hours ahead).
+    """
+    frame = df.copy()
+    if time_column in frame:
+        frame["ahead_s"] = (pd.to_numeric(frame[time_column], errors="coerce") - time.time() * 1000) / 1000
+    return frame
 
 
 def label(config: Any) -> str:

@@ -14,11 +14,9 @@ UTC), ``query`` (the ticker whose search found it).
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 
-from expectations import Outcome, validate
+from expectations import Outcome, validate, with_ahead_s
 
 NAME = "articles"
 COLUMNS = ["id", "url", "title", "description", "content", "source", "author", "published_ms", "query"]
@@ -41,10 +39,7 @@ def build_suite():  # noqa: ANN201 - gx.ExpectationSuite
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    frame = df.copy()
-    if "published_ms" in frame:
-        frame["ahead_s"] = (pd.to_numeric(frame["published_ms"], errors="coerce") - time.time() * 1000) / 1000
-    return frame
+    return with_ahead_s(df, "published_ms")
 
 
 def validate_batch(df: pd.DataFrame) -> Outcome:

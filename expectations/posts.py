@@ -15,11 +15,9 @@ score, comments``, ``query`` (the subreddit or search that found it).
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 
-from expectations import Outcome, validate
+from expectations import Outcome, validate, with_ahead_s
 
 NAME = "posts"
 COLUMNS = ["id", "platform", "post_id", "text", "author", "created_ms", "url", "score", "comments", "query"]
@@ -42,10 +40,7 @@ def build_suite():  # noqa: ANN201 - gx.ExpectationSuite
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    frame = df.copy()
-    if "created_ms" in frame:
-        frame["ahead_s"] = (pd.to_numeric(frame["created_ms"], errors="coerce") - time.time() * 1000) / 1000
-    return frame
+    return with_ahead_s(df, "created_ms")
 
 
 def validate_batch(df: pd.DataFrame) -> Outcome:

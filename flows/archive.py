@@ -50,7 +50,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 import pyarrow as pa
@@ -65,18 +64,15 @@ from headwater import audit, retention
 from headwater.keys import Keys
 from headwater.metrics import OUTCOME_HOOKS, count
 from headwater.storage.blob import BlobStore
+from headwater.warm import BAR_SCHEMA, BAR_VALUES, bars_partition
 
 log = logging.getLogger("headwater.flows.archive")
 
 DATASETS = ("bars", "signals", "news", "social", "documents")
 #: The retention kind (config/retention.yaml) whose hot window applies to each dataset.
 KIND_OF_DATASET = {"bars": "bars", "signals": "bars", "news": "news", "social": "social", "documents": "documents"}
-BAR_COLUMNS = ("open", "high", "low", "close", "volume", "vwap")
 COMPACTED_SOURCE = "ticks"  # source name of the bars Redis compacts from the tick series (ts:{T}:bar:...)
 
-NEW_YORK = ZoneInfo("America/New_York")
-BAR_SCHEMA = pa.schema([("ticker", pa.string()), ("timeframe", pa.string()), ("source", pa.string()),
-                        ("ts", pa.int64())] + [(c, pa.float64()) for c in BAR_COLUMNS])  # fmt: skip
 SIGNAL_SCHEMA = pa.schema([("ticker", pa.string()), ("signal", pa.string()), ("source", pa.string()),
                            ("ts", pa.int64()), ("value", pa.float64())])  # fmt: skip
 #: Row identity within a partition (besides ``ts``), per columnar dataset.
@@ -242,19 +238,11 @@ class Series:
         return f"signals/{self.ticker}/{d:%Y}/{d:%m}.parquet"
 
 
-def bars_partition(source: str, timeframe: str, ticker: str, ts_ms: int) -> str:
-    """``bars/{source}/{tf}/{T}/{YYYY}/{MM}.parquet``: New York session month intraday, UTC month for daily bars."""
-    d = _day(ts_ms)
-    if not timeframe.endswith("d"):
-        d = d.astimezone(NEW_YORK)
-    return f"bars/{source}/{timeframe}/{ticker}/{d:%Y}/{d:%m}.parquet"
-
-
 def parse_series(key: str, prefix: str) -> Series | None:
     """The columnar-dataset series a TimeSeries key belongs to (None for ticks and unknown keys)."""
     rest = key[len(prefix) :]
     m = _BAR_KEY.match(rest)
-    if m and m["field"] in BAR_COLUMNS:
+    if m and m["field"] in BAR_VALUES:
         timeframe = m["tf"] or m["tf2"]
         source = m["source"] or COMPACTED_SOURCE
         return Series(key, "bars", m["ticker"], (source,), m["field"], (("ticker", m["ticker"]), ("timeframe", timeframe)))

@@ -22,15 +22,20 @@ import json
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
-import redis
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
+from flows.document_ingest import (
+    DocumentContext,
+    document_clients,
+    io_task,
+    process_documents,
+    record_checkpoint,
+    store_document,
+)
 from headwater.config import load_tickers
-from headwater.documents import RawDocument, StoreOutcome, store_raw_document, transcript_blob_path
-from headwater.keys import Keys, check_ticker
+from headwater.documents import RawDocument, transcript_blob_path
+from headwater.keys import check_ticker
 from headwater.metrics import OUTCOME_HOOKS
 from headwater.models import Transcript
 from headwater.providers.http import ProviderError
@@ -42,51 +47,23 @@ from headwater.providers.transcripts import (
     TranscriptSelectors,
 )
 from headwater.settings import Settings
-from headwater.storage.blob import BlobStore
-from headwater.storage.redis import connect
 
 JOB = "earnings_transcripts_scraper"
-
-
-def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry condition: provider errors only when retryable (not robots refusals, size limits or bad pages)."""
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            state.result()
-        except BaseException as raised:  # noqa: BLE001 - we only classify it
-            exc = raised
-    if isinstance(exc, TranscriptParseError):
-        return False
-    return not isinstance(exc, ProviderError) or exc.retryable
-
-
-IO_TASK = dict(retries=3, retry_delay_seconds=[5, 15, 60], retry_jitter_factor=0.5, retry_condition_fn=transient,
-               cache_policy=NO_CACHE)  # fmt: skip
+IO_TASK = io_task([5, 15, 60], TranscriptParseError)  # a page that does not parse will not parse on a retry
 
 
 @dataclass
-class ScrapeContext:
-    client: redis.Redis
-    keys: Keys
+class ScrapeContext(DocumentContext):
     scraper: TranscriptScraper
-    blobs: BlobStore
-    maxlen: int
-
-    def checkpoint(self, ticker: str) -> str:
-        return self.keys.checkpoint(JOB, ticker)
 
 
 def build_context(selectors: TranscriptSelectors, per_second: float) -> ScrapeContext:
     """Clients for the transcript site, Redis and Blob from the environment's settings."""
     settings = Settings()
-    client = connect(settings.redis)
-    keys = Keys(settings.redis.key_prefix)
-    blobs = BlobStore(settings.blob)
-    blobs.ensure_containers()
+    client, keys, blobs, maxlen = document_clients(settings)
     scraper = TranscriptScraper.from_settings(settings.transcripts, client, keys, standins=settings.standins,
                                               per_second=per_second, selectors=selectors)  # fmt: skip
-    return ScrapeContext(client, keys, scraper, blobs, settings.streams.maxlen)
+    return ScrapeContext(JOB, client, keys, blobs, maxlen, scraper)
 
 
 @task(**IO_TASK)
@@ -95,7 +72,7 @@ def list_transcripts(ctx: ScrapeContext, ticker: str, refetch: bool = False) -> 
     links = ctx.scraper.list_transcripts(ticker)
     if refetch:
         return links
-    done = {d.decode() for d in ctx.client.hkeys(ctx.checkpoint(ticker))}
+    done = ctx.stored_ids(ticker)
     return [link for link in links if f"{link.year}Q{link.quarter}" not in done]
 
 
@@ -103,18 +80,6 @@ def list_transcripts(ctx: ScrapeContext, ticker: str, refetch: bool = False) -> 
 def fetch_transcript(ctx: ScrapeContext, link: TranscriptLink) -> tuple[Transcript, bytes]:
     """Download and parse one transcript page."""
     return ctx.scraper.fetch(link)
-
-
-@task(**IO_TASK)
-def store_document(ctx: ScrapeContext, doc: RawDocument, data: bytes) -> StoreOutcome:
-    """Write the raw page to Blob (idempotent) and reference it on stream:raw_documents."""
-    return store_raw_document(ctx.blobs, ctx.client, ctx.keys, doc, data, maxlen=ctx.maxlen)
-
-
-@task(**IO_TASK)
-def record_checkpoint(ctx: ScrapeContext, ticker: str, period: str, content_sha256: str) -> None:
-    """Remember that a transcript is stored, so later runs skip it."""
-    ctx.client.hset(ctx.checkpoint(ticker), period, content_sha256)
 
 
 def raw_document(transcript: Transcript, selectors: TranscriptSelectors) -> RawDocument:
@@ -126,15 +91,6 @@ def raw_document(transcript: Transcript, selectors: TranscriptSelectors) -> RawD
         path=transcript_blob_path(t.ticker, t.year, t.quarter), url=t.url, selectors=selectors.model_dump_json(),
         extra_metadata={"turns": str(len(t.turns)), "qa_turns": str(sum(1 for x in t.turns if x.section == "qa"))},
     )  # fmt: skip
-
-
-@task(cache_policy=NO_CACHE)
-def process_documents(ctx: ScrapeContext) -> dict[str, int]:
-    """Drain stream:raw_documents through the document processor (one-shot runs without a standing processor)."""
-    from flows.processors.document import DocumentProcessor, drain
-    from headwater.documents.embed import get_embedder
-
-    return drain(DocumentProcessor(ctx.client, ctx.keys, ctx.blobs, get_embedder())).__dict__
 
 
 @flow(name="earnings_transcripts_scraper", **OUTCOME_HOOKS)

@@ -12,7 +12,8 @@ Alpha Vantage quota (``config/data_sources.yaml``), so ten workers on ten machin
 ``now - retention + 1 day`` (the "bars" kind of ``config/retention.yaml``: hot days + archive grace, 97 days by
 default): newer bars go to ``ts:{T}:agg:alphavantage:{1m,1d}:{field}`` with TS.MADD (LAST policy: idempotent);
 older ones -- and any sample Redis still refuses -- to Parquet in the warm container
-(``HEADWATER_BLOB_WARM_CONTAINER``, default ``warm``), in the warm layout ``flows/archive.py`` uses for bars::
+(``HEADWATER_BLOB_WARM_CONTAINER``, default ``warm``), in the warm layout of bars (``headwater.warm``, which
+the archive and restore flows use too)::
 
     bars/alphavantage/{1m|1d}/{TICKER}/{YYYY}/{MM}.parquet   columns ticker, timeframe, source, ts (epoch ms UTC),
                                                              open, high, low, close, volume, vwap (null here);
@@ -62,15 +63,13 @@ from flows import common  # noqa: E402
 from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
 from headwater.settings import BlobSettings  # noqa: E402
 from headwater.storage.blob import BlobStore  # noqa: E402
+from headwater.warm import BAR_COLUMNS, BAR_SCHEMA, bars_path, session_months  # noqa: E402
 
 FLOW = "historical_data_backfiller"
 JOB = "backfill"
 NEW_YORK = ZoneInfo("America/New_York")
 DAY_MS = 86_400_000
 HOT_MARGIN_MS = DAY_MS  # keep clear of the retention edge: Redis measures it from the series' newest sample
-WARM_COLUMNS = ["ticker", "timeframe", "source", "ts", "open", "high", "low", "close", "volume", "vwap"]
-WARM_SCHEMA = pa.schema([("ticker", pa.string()), ("timeframe", pa.string()), ("source", pa.string()),
-                         ("ts", pa.int64())] + [(c, pa.float64()) for c in WARM_COLUMNS[4:]])  # = flows/archive.py's
 
 
 @dataclass(frozen=True)
@@ -152,33 +151,21 @@ def blob_store() -> BlobStore:
         return _blob_stores[cache_key]
 
 
-def session_months(frame: pd.DataFrame) -> pd.Series:
-    """``YYYY/MM`` of each bar's session: New York date for intraday bars, the bar's UTC date for daily bars."""
-    utc = pd.to_datetime(frame["ts"], unit="ms", utc=True)
-    local = utc.dt.tz_convert("America/New_York")  # the tz name: pandas' fast path
-    daily = frame["timeframe"].astype(str).str.endswith("d")
-    return local.dt.strftime("%Y/%m").where(~daily, utc.dt.strftime("%Y/%m"))
-
-
-def warm_path(source: str, timeframe: str, ticker: str, month: str) -> str:
-    return f"bars/{source}/{timeframe}/{ticker}/{month}.parquet"
-
-
 def write_warm(frame: pd.DataFrame) -> int:
     """Merge bars into their monthly Parquet partitions in the warm container (idempotent); returns rows given."""
     if frame.empty:
         return 0
     store, container = blob_store(), BlobSettings().warm_container
-    frame = frame.reindex(columns=WARM_COLUMNS).assign(_month=session_months(frame))
+    frame = frame.reindex(columns=BAR_COLUMNS).assign(_month=session_months(frame))
     for (source, timeframe, ticker, month), part in frame.groupby(["source", "timeframe", "ticker", "_month"]):
-        path = warm_path(source, timeframe, ticker, month)
-        rows = part[WARM_COLUMNS]
+        path = bars_path(source, timeframe, ticker, month)
+        rows = part[BAR_COLUMNS]
         if store.exists(container, path):
-            stored = pq.read_table(io.BytesIO(store.get(container, path))).to_pandas().reindex(columns=WARM_COLUMNS)
+            stored = pq.read_table(io.BytesIO(store.get(container, path))).to_pandas().reindex(columns=BAR_COLUMNS)
             rows = pd.concat([stored, rows], ignore_index=True)
         rows = rows.drop_duplicates(subset="ts", keep="last").sort_values("ts").reset_index(drop=True)
         buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(rows, schema=WARM_SCHEMA, preserve_index=False), buffer, compression="zstd")
+        pq.write_table(pa.Table.from_pandas(rows, schema=BAR_SCHEMA, preserve_index=False), buffer, compression="zstd")
         store.put(container, path, buffer.getvalue(), content_type="application/vnd.apache.parquet",
                   metadata={"ticker": ticker, "timeframe": timeframe, "source": source, "rows": str(len(rows))})  # fmt: skip
     return len(frame)

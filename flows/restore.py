@@ -42,11 +42,12 @@ import pyarrow.parquet as pq
 import redis
 from azure.core.exceptions import HttpResponseError
 
-from flows.archive import BAR_COLUMNS, COMPACTED_SOURCE, record_to_hash
+from flows.archive import COMPACTED_SOURCE, record_to_hash
 from headwater import audit, retention
-from headwater.keys import REPLAY_PREFIX, TIMEFRAMES, Keys, check_ticker
+from headwater.keys import TIMEFRAMES, Keys, check_ticker
 from headwater.storage.blob import BlobStore
 from headwater.storage.redis import ensure_series
+from headwater.warm import BAR_VALUES
 
 DATASETS = ("bars", "signals", "news", "social")
 MADD_CHUNK = 5_000
@@ -138,7 +139,7 @@ def _restore_columnar(client: redis.Redis, target: Keys, store: BlobStore, repor
             for row in pq.read_table(io.BytesIO(_read(store, container, path))).to_pylist():
                 if not start_ms <= row["ts"] < end_ms:
                     continue
-                for column in BAR_COLUMNS if report.dataset == "bars" else ("value",):
+                for column in BAR_VALUES if report.dataset == "bars" else ("value",):
                     if row.get(column) is None:
                         continue
                     key = _series_key(target, report.dataset, report.ticker, row, column, tf)

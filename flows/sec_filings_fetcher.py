@@ -35,15 +35,20 @@ import datetime as dt
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
-import redis
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
+from flows.document_ingest import (
+    DocumentContext,
+    document_clients,
+    io_task,
+    process_documents,
+    record_checkpoint,
+    store_document,
+)
 from headwater.config import load_tickers
-from headwater.documents import RawDocument, StoreOutcome, filing_blob_path, store_raw_document
-from headwater.keys import Keys, check_ticker
+from headwater.documents import RawDocument, filing_blob_path
+from headwater.keys import check_ticker
 from headwater.metrics import OUTCOME_HOOKS
 from headwater.providers.edgar import (
     DEFAULT_MAX_DOCUMENT_BYTES,
@@ -56,52 +61,26 @@ from headwater.providers.edgar import (
 )
 from headwater.providers.http import ProviderError
 from headwater.settings import Settings
-from headwater.storage.blob import BlobStore
-from headwater.storage.redis import connect
 
 JOB = "sec_filings_fetcher"
-
-
-def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry condition: provider errors only when retryable (never a fair-access block); other I/O errors yes."""
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            state.result()
-        except BaseException as raised:  # noqa: BLE001 - we only classify it
-            exc = raised
-    return not isinstance(exc, ProviderError) or exc.retryable
-
-
-IO_TASK = dict(retries=3, retry_delay_seconds=[2, 5, 15], retry_jitter_factor=0.5, retry_condition_fn=transient,
-               cache_policy=NO_CACHE)  # fmt: skip
+IO_TASK = io_task([2, 5, 15], EdgarBlocked)  # tasks never retry into a fair-access block
 
 
 @dataclass
-class FetchContext:
+class FetchContext(DocumentContext):
     """The clients a run shares (built once per flow run from the environment's settings)."""
 
-    client: redis.Redis
-    keys: Keys
     edgar: EdgarClient
-    blobs: BlobStore
-    maxlen: int
-
-    def checkpoint(self, ticker: str) -> str:
-        return self.keys.checkpoint(JOB, ticker)
 
 
 def build_context(max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> FetchContext:
     """Clients for EDGAR, Redis and Blob; refuses a missing User-Agent before connecting to anything."""
     settings = Settings()
     check_user_agent(settings.edgar.user_agent)
-    client = connect(settings.redis)
-    keys = Keys(settings.redis.key_prefix)
-    blobs = BlobStore(settings.blob)
-    blobs.ensure_containers()
+    client, keys, blobs, maxlen = document_clients(settings)
     edgar = EdgarClient.from_settings(settings.edgar, client, keys, standins=settings.standins,
                                       max_document_bytes=max_document_bytes)  # fmt: skip
-    return FetchContext(client, keys, edgar, blobs, settings.streams.maxlen)
+    return FetchContext(JOB, client, keys, blobs, maxlen, edgar)
 
 
 @task(**IO_TASK)
@@ -117,8 +96,7 @@ def list_new_filings(ctx: FetchContext, ticker: str, cik: int, forms: list[str],
     refs = ctx.edgar.filings(ticker, cik, forms, since)
     if refetch:
         return refs
-    done = ctx.client.hkeys(ctx.checkpoint(ticker))
-    seen = {d.decode() for d in done}
+    seen = ctx.stored_ids(ticker)
     return [ref for ref in refs if ref.filing.accession not in seen]
 
 
@@ -134,18 +112,6 @@ def download_document(ctx: FetchContext, ref: FilingRef) -> bytes:
     return ctx.edgar.download(ref.url)
 
 
-@task(**IO_TASK)
-def store_document(ctx: FetchContext, doc: RawDocument, data: bytes) -> StoreOutcome:
-    """Write the raw document to Blob (idempotent) and reference it on stream:raw_documents."""
-    return store_raw_document(ctx.blobs, ctx.client, ctx.keys, doc, data, maxlen=ctx.maxlen)
-
-
-@task(**IO_TASK)
-def record_checkpoint(ctx: FetchContext, ticker: str, accession: str, content_sha256: str) -> None:
-    """Remember that a filing is stored, so later runs skip it."""
-    ctx.client.hset(ctx.checkpoint(ticker), accession, content_sha256)
-
-
 def raw_document(ref: FilingRef, accepted_at: dt.datetime) -> RawDocument:
     """The blob/stream description of a filing."""
     f = ref.filing
@@ -154,15 +120,6 @@ def raw_document(ref: FilingRef, accepted_at: dt.datetime) -> RawDocument:
         period=ref.period, path=filing_blob_path(f.ticker, f.form, f.accession, f.primary_document), url=ref.url,
         accession=f.accession, extra_metadata={"cik": str(f.cik), "filed_on": f.filed_on},
     )  # fmt: skip
-
-
-@task(cache_policy=NO_CACHE)
-def process_documents(ctx: FetchContext) -> dict[str, int]:
-    """Drain stream:raw_documents through the document processor (one-shot runs without a standing processor)."""
-    from flows.processors.document import DocumentProcessor, drain
-    from headwater.documents.embed import get_embedder
-
-    return drain(DocumentProcessor(ctx.client, ctx.keys, ctx.blobs, get_embedder())).__dict__
 
 
 @flow(name="sec_filings_fetcher", **OUTCOME_HOOKS)

@@ -579,8 +579,8 @@ def _render_document(seed: int, ticker: str, filing: Filing) -> str:
     r = rng(seed, "document", filing.accession)
     body: list[str] = []
     cover_form = filing.form
-    body.append(f'<div style="text-align:center"><span style="font-size:14pt;font-weight:700">UNITED STATES<br/>'
-                f"SECURITIES AND EXCHANGE COMMISSION</span><br/>Washington, D.C. 20549</div>")
+    body.append('<div style="text-align:center"><span style="font-size:14pt;font-weight:700">UNITED STATES<br/>'
+                "SECURITIES AND EXCHANGE COMMISSION</span><br/>Washington, D.C. 20549</div>")
     body.append(f'<div style="text-align:center"><span style="font-size:18pt;font-weight:700">FORM '
                 f'{facts.text("dei:DocumentType", cover_form)}</span></div>')
     if filing.form == "8-K":
@@ -611,8 +611,8 @@ def _render_document(seed: int, ticker: str, filing: Filing) -> str:
     else:
         body += _ten_q(seed, co, filing, facts, numbers, sentiment, r)
     body.append(_h("SIGNATURES"))
-    body.append(_p(f"Pursuant to the requirements of the Securities Exchange Act of 1934, the Registrant has duly "
-                   f"caused this report to be signed on its behalf by the undersigned thereunto duly authorized."))
+    body.append(_p("Pursuant to the requirements of the Securities Exchange Act of 1934, the Registrant has duly "
+                   "caused this report to be signed on its behalf by the undersigned thereunto duly authorized."))
     cfo = executives(seed, co)[1]
     body.append(_p(f"{escape(co.name)}<br/>By: /s/ {escape(cfo.name)}<br/>{escape(cfo.title)}<br/>"
                    f"Date: {filing.filing_date.strftime('%B %d, %Y')}"))

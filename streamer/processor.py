@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
 from headwater.keys import TICK_FIELDS, TICKER_RE, Keys, partition_of
-from headwater.models import MARKET_EVENT, MARKET_EVENTS, Bar, Quote, Trade
+from headwater.models import MARKET_EVENT, Bar, Quote, Trade
 from headwater.settings import StreamSettings
 from headwater.storage.redis import DAY_MS, TimeSeriesLayout, ensure_series
 from headwater.storage.transaction import guarded_transaction

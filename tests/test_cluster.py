@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from redis.cluster import RedisCluster
 
 from headwater import services
-from headwater.keys import Keys, partition_of
+from headwater.keys import Keys
 from headwater.settings import PolygonSettings, RedisSettings, Settings, StreamSettings
 from headwater.storage.redis import connect
 from standins.polygon_ws import PolygonStandIn

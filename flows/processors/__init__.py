@@ -27,16 +27,19 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
+
 import redis
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from headwater import retention
 from headwater.config import load_tickers
 from headwater.keys import Keys
+from headwater.sentiment import FinanceSentiment
 from headwater.settings import StreamSettings
 from headwater.storage.redis import ensure_series
-from headwater.streams import Handler, StreamWorker, WorkerStats
+from headwater.streams import Entry, Handler, StreamWorker, WorkerStats
 from headwater.tagging import TickerTagger
 
 log = logging.getLogger("headwater.processors")
@@ -113,6 +116,77 @@ if #KEYS >= 3 then
 end
 return {n, late}
 """
+
+
+class TaggedItemProcessor:
+    """What the news and social handlers share, for one raw entry ``d`` (the item as JSON), ``q`` (the query):
+
+    parse (an entry that is not a ``model`` is a dead letter with the reason), de-duplicate against
+    ``seen:{dataset}`` and the batch by the item's id and content hash, ``store`` what is new into one pipeline
+    (the subclass: tag, score, hash + index + series), run it, and only then add the hashes to ``seen:*`` -- so a
+    failed batch is redone in full and never skipped as "seen". ``stats`` needs ``duplicates`` and ``late``.
+    """
+
+    dataset: str
+    model: type[Any]
+    what: str  # "an article", "a post": for the dead-letter reason
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, ttl_s: int, tagger: TickerTagger, scorer: FinanceSentiment,
+    ) -> None:  # fmt: skip
+        self.client = client
+        self.keys = keys
+        self.ttl_s = ttl_s
+        self.tagger = tagger
+        self.scorer = scorer
+        self.series = SeriesCache(client)
+        self.index_event = client.register_script(INDEX_EVENT)
+
+    def text_hash(self, item: Any) -> str:
+        """The content hash that catches the same item under another id."""
+        raise NotImplementedError
+
+    def store(self, pipe: redis.client.Pipeline, item: Any, text_hash: str, query: str, now_ms: int) -> None:
+        """Queue the writes of one new item on ``pipe`` (and count it in ``stats``)."""
+        raise NotImplementedError
+
+    def committed(self) -> None:
+        """Called once a batch's writes are in Redis."""
+
+    def __call__(self, entries: list[Entry]) -> list[str | None]:
+        outcomes: list[str | None] = [None] * len(entries)
+        parsed: list[tuple[Any, str, str]] = []
+        for i, (_, fields) in enumerate(entries):
+            try:
+                item = self.model.model_validate_json(fields[b"d"])
+            except (KeyError, ValidationError, ValueError) as exc:
+                outcomes[i] = f"not {self.what}: {str(exc)[:300]}"
+                continue
+            parsed.append((item, self.text_hash(item), fields.get(b"q", b"").decode()))
+        if not parsed:
+            return outcomes
+        seen_key = self.keys.seen(self.dataset)
+        hashes = [h for item, text_hash, _ in parsed for h in (item.id, text_hash)]
+        seen = {h for h, member in zip(hashes, self.client.smismember(seen_key, hashes)) if member}
+        now_ms = int(time.time() * 1000)
+        pipe = self.client.pipeline(transaction=False)
+        done: list[str] = []  # hashes to add to seen:* once every write above has succeeded
+        for item, text_hash, query in parsed:
+            if item.id in seen or text_hash in seen:
+                self.stats.duplicates += 1
+                continue
+            seen.update((item.id, text_hash))
+            self.store(pipe, item, text_hash, query, now_ms)
+            done += (item.id, text_hash)
+        for reply in pipe.execute(raise_on_error=False):
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+            if isinstance(reply, list) and len(reply) == 2 and reply[1] == 1:
+                self.stats.late += 1  # older than the series' retention: indexed, not charted
+        if done:
+            self.client.sadd(seen_key, *done)
+        self.committed()
+        return outcomes
 
 
 def drain(

@@ -25,18 +25,15 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
-from pydantic import ValidationError
 
-from flows.processors import INDEX_EVENT, ProcessorSettings, SeriesCache, default_tagger, run_cli, ttl_seconds
+from flows.processors import ProcessorSettings, TaggedItemProcessor, default_tagger, run_cli, ttl_seconds
 from headwater.keys import Keys
 from headwater.models import Article
-from headwater.sentiment import FinanceSentiment, default_scorer
-from headwater.streams import Entry
-from headwater.tagging import TickerTagger
+from headwater.sentiment import default_scorer
 
 log = logging.getLogger("headwater.processors.news")
 DATASET = "news"
@@ -51,76 +48,43 @@ class NewsStats:
     late: int = 0  # sentiment samples older than the series' retention (skipped by TimeSeries)
 
 
-class NewsProcessor:
+class NewsProcessor(TaggedItemProcessor):
     """The ``StreamWorker`` handler for ``stream:raw_news``."""
 
-    def __init__(
-        self, client: redis.Redis, keys: Keys, *, ttl_s: int, tagger: TickerTagger, scorer: FinanceSentiment,
-    ) -> None:  # fmt: skip
-        self.client = client
-        self.keys = keys
-        self.ttl_s = ttl_s
-        self.tagger = tagger
-        self.scorer = scorer
-        self.series = SeriesCache(client)
-        self.index_event = client.register_script(INDEX_EVENT)
+    dataset, model, what = DATASET, Article, "an article"
+
+    def __init__(self, client: redis.Redis, keys: Keys, **kwargs: Any) -> None:
+        super().__init__(client, keys, **kwargs)
         self.stats = NewsStats()
 
-    def __call__(self, entries: list[Entry]) -> list[str | None]:
-        outcomes: list[str | None] = [None] * len(entries)
-        parsed: list[tuple[Article, str]] = []
-        for i, (_, fields) in enumerate(entries):
-            try:
-                article = Article.model_validate_json(fields[b"d"])
-            except (KeyError, ValidationError, ValueError) as exc:
-                outcomes[i] = f"not an article: {str(exc)[:300]}"
-                continue
-            parsed.append((article, fields.get(b"q", b"").decode()))
-        if not parsed:
-            return outcomes
-        seen_key = self.keys.seen(DATASET)
-        hashes = [h for a, _ in parsed for h in (a.id, a.text_hash)]
-        seen = {h for h, member in zip(hashes, self.client.smismember(seen_key, hashes)) if member}
-        now_ms = int(time.time() * 1000)
-        pipe = self.client.pipeline(transaction=False)
-        done: list[str] = []  # hashes to add to seen:* once every write above has succeeded
-        for article, query in parsed:
-            if article.id in seen or article.text_hash in seen:
-                self.stats.duplicates += 1
-                continue
-            seen.update((article.id, article.text_hash))
-            tickers = self.tagger.tag(article.title, article.description, article.content)
-            if query in self.tagger.universe and query not in tickers:
-                tickers = (*tickers, query)
-            if not tickers:
-                self.stats.untagged += 1
-            score = self.scorer.score(f"{article.title}. {article.description} {article.content}")
-            published_ms = int(article.published_at.timestamp() * 1000)
-            key = self.keys.article(article.id)
-            pipe.hset(key, mapping={
-                "url": article.url, "title": article.title, "description": article.description,
-                "content": article.content, "source": article.source, "author": article.author or "",
-                "published_ms": published_ms, "tickers": ",".join(tickers), "query": query,
-                "sentiment": score.score, "sentiment_label": score.label, "sentiment_pos": score.positive,
-                "sentiment_neg": score.negative, "text_hash": article.text_hash, "stored_ms": now_ms,
-            })  # fmt: skip
-            pipe.expire(key, self.ttl_s)
-            for ticker in tickers:
-                series = self.keys.sentiment(ticker, DATASET)
-                self.series.ensure(series, ticker, "sentiment", DATASET)
-                self.index_event(keys=[self.keys.news_index(ticker), series], client=pipe,
-                                 args=[published_ms, article.id, score.score, now_ms - self.ttl_s * 1000, self.ttl_s])  # fmt: skip
-                self.stats.links += 1
-            done += (article.id, article.text_hash)
-            self.stats.stored += 1
-        for reply in pipe.execute(raise_on_error=False):
-            if isinstance(reply, redis.ResponseError):
-                raise reply
-            if isinstance(reply, list) and len(reply) == 2 and reply[1] == 1:
-                self.stats.late += 1  # older than the sentiment series' retention: indexed, not charted
-        if done:  # last, and only after the writes: a failed batch is redone in full, never skipped as "seen"
-            self.client.sadd(seen_key, *done)
-        return outcomes
+    def text_hash(self, item: Article) -> str:
+        return item.text_hash
+
+    def store(self, pipe: redis.client.Pipeline, item: Article, text_hash: str, query: str, now_ms: int) -> None:
+        article = item
+        tickers = self.tagger.tag(article.title, article.description, article.content)
+        if query in self.tagger.universe and query not in tickers:
+            tickers = (*tickers, query)
+        if not tickers:
+            self.stats.untagged += 1
+        score = self.scorer.score(f"{article.title}. {article.description} {article.content}")
+        published_ms = int(article.published_at.timestamp() * 1000)
+        key = self.keys.article(article.id)
+        pipe.hset(key, mapping={
+            "url": article.url, "title": article.title, "description": article.description,
+            "content": article.content, "source": article.source, "author": article.author or "",
+            "published_ms": published_ms, "tickers": ",".join(tickers), "query": query,
+            "sentiment": score.score, "sentiment_label": score.label, "sentiment_pos": score.positive,
+            "sentiment_neg": score.negative, "text_hash": text_hash, "stored_ms": now_ms,
+        })  # fmt: skip
+        pipe.expire(key, self.ttl_s)
+        for ticker in tickers:
+            series = self.keys.sentiment(ticker, DATASET)
+            self.series.ensure(series, ticker, "sentiment", DATASET)
+            self.index_event(keys=[self.keys.news_index(ticker), series], client=pipe,
+                             args=[published_ms, article.id, score.score, now_ms - self.ttl_s * 1000, self.ttl_s])  # fmt: skip
+            self.stats.links += 1
+        self.stats.stored += 1
 
 
 def make_handler(client: redis.Redis, keys: Keys) -> NewsProcessor:

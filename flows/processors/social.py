@@ -27,19 +27,17 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
-from pydantic import ValidationError
 
-from flows.processors import INDEX_EVENT, ProcessorSettings, SeriesCache, default_tagger, run_cli, ttl_seconds
+from flows.processors import ProcessorSettings, TaggedItemProcessor, default_tagger, run_cli, ttl_seconds
 from headwater.keys import Keys
 from headwater.models import Post, content_hash
-from headwater.sentiment import FinanceSentiment, default_scorer
+from headwater.sentiment import default_scorer
 from headwater.streams import Entry
-from headwater.tagging import TickerTagger
 
 log = logging.getLogger("headwater.processors.social")
 DATASET = "social"
@@ -54,80 +52,52 @@ class SocialStats:
     mentions: Counter[str] = field(default_factory=Counter)  # ticker -> mentions stored by this process
 
 
-class SocialProcessor:
+class SocialProcessor(TaggedItemProcessor):
     """The ``StreamWorker`` handler for ``stream:raw_social``."""
 
-    def __init__(
-        self, client: redis.Redis, keys: Keys, *, ttl_s: int, tagger: TickerTagger, scorer: FinanceSentiment,
-    ) -> None:  # fmt: skip
-        self.client = client
-        self.keys = keys
-        self.ttl_s = ttl_s
-        self.tagger = tagger
-        self.scorer = scorer
-        self.series = SeriesCache(client)
-        self.index_event = client.register_script(INDEX_EVENT)
+    dataset, model, what = DATASET, Post, "a post"
+
+    def __init__(self, client: redis.Redis, keys: Keys, **kwargs: Any) -> None:
+        super().__init__(client, keys, **kwargs)
         self.stats = SocialStats()
+        self._mentioned: list[str] = []  # tickers of the batch in flight, counted once its writes are in
 
     def __call__(self, entries: list[Entry]) -> list[str | None]:
-        outcomes: list[str | None] = [None] * len(entries)
-        parsed: list[tuple[Post, str, str]] = []
-        for i, (_, fields) in enumerate(entries):
-            try:
-                post = Post.model_validate_json(fields[b"d"])
-            except (KeyError, ValidationError, ValueError) as exc:
-                outcomes[i] = f"not a post: {str(exc)[:300]}"
-                continue
-            parsed.append((post, content_hash(post.platform, post.author or "", post.text), fields.get(b"q", b"").decode()))
-        if not parsed:
-            return outcomes
-        seen_key = self.keys.seen(DATASET)
-        hashes = [h for p, text_hash, _ in parsed for h in (p.id, text_hash)]
-        seen = {h for h, member in zip(hashes, self.client.smismember(seen_key, hashes)) if member}
-        now_ms = int(time.time() * 1000)
-        trim_before = now_ms - self.ttl_s * 1000
-        pipe = self.client.pipeline(transaction=False)
-        done: list[str] = []  # hashes to add to seen:* once every write above has succeeded
-        mention_calls: list[str] = []
-        for post, text_hash, query in parsed:
-            if post.id in seen or text_hash in seen:
-                self.stats.duplicates += 1
-                continue
-            seen.update((post.id, text_hash))
-            tickers = self.tagger.tag(post.text)
-            if not tickers:
-                self.stats.untagged += 1
-                done += (post.id, text_hash)
-                continue
-            score = self.scorer.score(post.text)
-            created_ms = int(post.created_at.timestamp() * 1000)
-            key = self.keys.post(post.id)
-            pipe.hset(key, mapping={
-                "platform": post.platform, "post_id": post.post_id, "text": post.text, "author": post.author or "",
-                "created_ms": created_ms, "url": post.url, "score": post.score, "comments": post.comments,
-                "tickers": ",".join(tickers), "query": query, "sentiment": score.score,
-                "sentiment_label": score.label, "text_hash": text_hash, "stored_ms": now_ms,
-            })  # fmt: skip
-            pipe.expire(key, self.ttl_s)
-            for ticker in tickers:
-                sentiment = self.keys.sentiment(ticker, DATASET)
-                mentions = self.keys.mentions(ticker, DATASET)
-                self.series.ensure(sentiment, ticker, "sentiment", DATASET)
-                self.series.ensure(mentions, ticker, "mentions", DATASET)
-                self.index_event(keys=[self.keys.social_index(ticker), sentiment, mentions], client=pipe,
-                                 args=[created_ms, post.id, score.score, trim_before, self.ttl_s])  # fmt: skip
-                mention_calls.append(ticker)
-            done += (post.id, text_hash)
-            self.stats.stored += 1
-        for reply in pipe.execute(raise_on_error=False):
-            if isinstance(reply, redis.ResponseError):
-                raise reply
-            if isinstance(reply, list) and len(reply) == 2 and reply[1] == 1:
-                self.stats.late += 1  # older than the series' retention: indexed, not charted
-        if done:  # last, and only after the writes: a failed batch is redone in full, never skipped as "seen"
-            self.client.sadd(seen_key, *done)
-        self.stats.mentions.update(mention_calls)
-        return outcomes
+        self._mentioned.clear()  # what a failed batch queued is not counted
+        return super().__call__(entries)
+
+    def text_hash(self, item: Post) -> str:
+        return content_hash(item.platform, item.author or "", item.text)
+
+    def store(self, pipe: redis.client.Pipeline, item: Post, text_hash: str, query: str, now_ms: int) -> None:
+        post = item
+        tickers = self.tagger.tag(post.text)
+        if not tickers:
+            self.stats.untagged += 1  # feeds no per-ticker feature: acknowledged, remembered as seen, not stored
+            return
+        score = self.scorer.score(post.text)
+        created_ms = int(post.created_at.timestamp() * 1000)
+        key = self.keys.post(post.id)
+        pipe.hset(key, mapping={
+            "platform": post.platform, "post_id": post.post_id, "text": post.text, "author": post.author or "",
+            "created_ms": created_ms, "url": post.url, "score": post.score, "comments": post.comments,
+            "tickers": ",".join(tickers), "query": query, "sentiment": score.score,
+            "sentiment_label": score.label, "text_hash": text_hash, "stored_ms": now_ms,
+        })  # fmt: skip
+        pipe.expire(key, self.ttl_s)
+        for ticker in tickers:
+            sentiment = self.keys.sentiment(ticker, DATASET)
+            mentions = self.keys.mentions(ticker, DATASET)
+            self.series.ensure(sentiment, ticker, "sentiment", DATASET)
+            self.series.ensure(mentions, ticker, "mentions", DATASET)
+            self.index_event(keys=[self.keys.social_index(ticker), sentiment, mentions], client=pipe,
+                             args=[created_ms, post.id, score.score, now_ms - self.ttl_s * 1000, self.ttl_s])  # fmt: skip
+            self._mentioned.append(ticker)
+        self.stats.stored += 1
+
+    def committed(self) -> None:
+        self.stats.mentions.update(self._mentioned)
+        self._mentioned.clear()
 
 
 def make_handler(client: redis.Redis, keys: Keys) -> SocialProcessor:

@@ -200,15 +200,15 @@ def test_one_warm_layout_with_the_historical_backfiller(r: redis.Redis, keys: Ke
     """The archive merges into the partitions the backfiller writes (same paths, columns, session months)."""
     import pandas as pd
 
-    from flows.archive import bars_partition
-    from flows.historical_data_backfiller import warm_path, write_warm
+    from flows.historical_data_backfiller import write_warm
+    from headwater.warm import bars_partition, bars_path
 
     backfilled = pd.DataFrame([{"ticker": "AAPL", "timeframe": "1m", "source": "alphavantage", "ts": 1_706_734_800_000,
                                 "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 100.0}])  # 2024-01-31 16:00 NY
     write_warm(backfilled)
     late = 1_706_761_800_000  # 2024-01-31 23:30 New York = 2024-02-01 04:30 UTC: still the January session
     path = bars_partition("alphavantage", "1m", "AAPL", late)
-    assert path == warm_path("alphavantage", "1m", "AAPL", "2024/01") == "bars/alphavantage/1m/AAPL/2024/01.parquet"
+    assert path == bars_path("alphavantage", "1m", "AAPL", "2024/01") == "bars/alphavantage/1m/AAPL/2024/01.parquet"
     for field in AGG_FIELDS:
         key = keys.provider_bar("AAPL", "alphavantage", "1m", field)
         r.execute_command("TS.CREATE", key, "RETENTION", 0, "DUPLICATE_POLICY", "LAST")

@@ -9,9 +9,9 @@ import redis
 
 from flows import restore as restore_module
 from flows.archive import ArchiveContext, archive_dataset
-from flows.restore import REPLAY_PREFIX, restore
+from flows.restore import restore
 from headwater import audit, retention
-from headwater.keys import Keys
+from headwater.keys import REPLAY_PREFIX, Keys
 from headwater.retention import DAY_MS
 
 from .conftest import CountingBlobStore
