@@ -1,12 +1,13 @@
 """Backfill throughput: bars/s the historical backfiller lands in RedisTimeSeries, against a raw TS.MADD loop.
 
-    .venv/bin/python bench/backfill_throughput.py --json [--tickers 8] [--month 2024-03] [--parallel 4] [--repeat 3]
+    .venv/bin/python bench/backfill_throughput.py --json [--tickers 8] [--months 2] [--month 2024-03] [--parallel 4] [--repeat 3]
 
 Starts what it needs in a temporary folder: Redis Stack (``headwater.services.start_redis``), a Prefect server
-(``start_prefect``) and the REST stand-in in its own process, its clock pinned just after the month. Then:
+(``start_prefect``) and the REST stand-in in its own process, its clock pinned just after ``--month``. Then:
 
-1. a warm-up backfill of ``--tickers`` x one month of 1-minute bars (``--no-daily``): the stand-in simulates the
-   month once and keeps the built answers, as a provider serves a closed month (reported as ``cold_*``);
+1. a warm-up backfill of ``--tickers`` x ``--months`` months (ending with ``--month``) of 1-minute bars
+   (``--no-daily``): the stand-in simulates each month once and keeps the built answers, as a provider serves a
+   closed month (reported as ``cold_*``);
 2. ``--repeat`` times, alternating: the timed backfill of the same units under a fresh key prefix, through the
    flow (Prefect tasks, Alpha Vantage client + JSON parse, GX ``bars`` gate, TS.MADD writer, checkpoints), and
    the baseline: the same bars, read back, written under another prefix by a plain redis-py loop of TS.MADD
@@ -101,7 +102,7 @@ def raw_tsmadd(client, keys, bars: dict[str, dict[str, list[tuple[int, float]]]]
     return rows, time.perf_counter() - started
 
 
-def run(tickers: int, month: str, parallel: int, repeat: int = 3) -> dict[str, object]:
+def run(tickers: int, month: str, parallel: int, repeat: int = 3, months: int = 2) -> dict[str, object]:
     home = Path(tempfile.mkdtemp(prefix="hw-bench-"))
     redis_handle = services.start_redis(home / "redis")
     prefect_handle = services.start_prefect(home / "prefect")
@@ -113,7 +114,7 @@ def run(tickers: int, month: str, parallel: int, repeat: int = 3) -> dict[str, o
     from headwater.retention import RETENTION_FILE
 
     policy = yaml.safe_load(RETENTION_FILE.read_text())
-    policy["hot"]["kinds"]["bars"]["days"] = 3650  # the bench month must land in Redis, not in warm storage
+    policy["hot"]["kinds"]["bars"]["days"] = 3650  # the bench months must land in Redis, not in warm storage
     retention_file = home / "retention.yaml"
     retention_file.write_text(yaml.safe_dump(policy))
     os.environ.update({
@@ -130,7 +131,7 @@ def run(tickers: int, month: str, parallel: int, repeat: int = 3) -> dict[str, o
         symbols = list(TICKERS[:tickers])
         year, mon = int(month[:4]), int(month[5:])
         end = dt.date(year, mon, calendar.monthrange(year, mon)[1])
-        args = {"tickers": symbols, "years": 0.1, "intraday_months": 1, "include_daily": False, "end_date": end,
+        args = {"tickers": symbols, "years": 0.1, "intraday_months": months, "include_daily": False, "end_date": end,
                 "parallel": parallel, "progress": False, "data_sources": str(quota_file)}  # fmt: skip
 
         def backfill(prefix: str) -> tuple[dict, float]:
@@ -154,7 +155,7 @@ def run(tickers: int, month: str, parallel: int, repeat: int = 3) -> dict[str, o
         write_s = statistics.median(t["counts"]["hot_write_ms"] for t, _ in runs) / 1000
         rate, base_rate = stored / elapsed, rows / base_s
         return {
-            "tickers": tickers, "month": month, "parallel": parallel, "samples_per_row": len(FIELDS), "repeat": repeat,
+            "tickers": tickers, "months": months, "last_month": month, "parallel": parallel, "samples_per_row": len(FIELDS), "repeat": repeat,
             "rows": stored, "elapsed_s": round(elapsed, 3), "rows_per_s": round(rate),
             "runs_rows_per_s": [round(int(t["counts"]["hot"]) / s) for t, s in runs],
             "hot_write_s": round(write_s, 3), "store_rows_per_s": round(stored / write_s) if write_s else None,
@@ -177,11 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object (default: the same, indented)")
     parser.add_argument("--tickers", type=int, default=8, help=f"tickers to backfill (at most {len(TICKERS)})")
-    parser.add_argument("--month", default="2024-03", help="the month of 1-minute bars (YYYY-MM)")
+    parser.add_argument("--month", default="2024-03", help="the last month of 1-minute bars (YYYY-MM)")
+    parser.add_argument("--months", type=int, default=2, help="months per ticker (a unit of work each)")
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3, help="timed backfills and baselines (the medians are reported)")
     args = parser.parse_args(argv)
-    result = run(min(args.tickers, len(TICKERS)), args.month, args.parallel, max(1, args.repeat))
+    result = run(min(args.tickers, len(TICKERS)), args.month, args.parallel, max(1, args.repeat), max(1, args.months))
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

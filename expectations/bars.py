@@ -49,7 +49,8 @@ def in_session(ts_ms: pd.Series, timeframe: pd.Series) -> pd.Series:
     utc = pd.to_datetime(ts_ms, unit="ms", utc=True)
     local = utc.dt.tz_convert("America/New_York")  # the tz name: pandas' fast path (a ZoneInfo is ~7x slower)
     minute = local.dt.hour * 60 + local.dt.minute
-    daily = timeframe.astype(str).str.endswith("d")
+    labels = timeframe.astype(str)
+    daily = labels.isin([tf for tf in labels.unique() if tf.endswith("d")])  # a handful of labels, not every row
     intraday_ok = (local.dt.weekday < 5) & (minute >= SESSION_OPEN_MIN) & (minute < SESSION_CLOSE_MIN)
     daily_ok = utc.dt.weekday < 5  # daily bars are stamped at 00:00 UTC of the session date
     return (intraday_ok & ~daily) | (daily_ok & daily)

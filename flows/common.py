@@ -454,6 +454,11 @@ def write_bars(frame: pd.DataFrame, *, chunk_bars: int = 2000) -> BarWrite:
         for (start, stop), reply in zip(spans, ts_madd(client, commands)):
             if isinstance(reply, ResponseError):
                 raise reply
+            try:
+                sum(reply)  # every sample accepted: the replies are timestamps (summed in C, no per-sample loop)
+                continue
+            except TypeError:
+                pass
             n = stop - start
             for j, r in enumerate(reply):
                 if isinstance(r, ResponseError):

@@ -4,9 +4,11 @@
 
 **Units of work.** Per ticker one *daily* unit (``TIME_SERIES_DAILY``, full history cut to ``--years``) and one
 *intraday* unit per New York calendar month (``TIME_SERIES_INTRADAY&interval=1min&month=YYYY-MM``), the current
-month included (``--intraday-months``, default ``ceil(12 * years)``; ``--no-intraday`` / ``--no-daily`` skip a kind). Up to
-``--parallel`` units are fetched at a time (Prefect task runner threads); every request still passes the shared
-Alpha Vantage quota (``config/data_sources.yaml``), so ten workers on ten machines cannot exceed it together.
+month included (``--intraday-months``, default ``ceil(12 * years)``; ``--no-intraday`` / ``--no-daily`` skip a kind),
+oldest month first, round-robin over the tickers. Up to ``--parallel`` units are fetched at a time (Prefect task
+runner threads); every request still passes the shared Alpha Vantage quota (``config/data_sources.yaml``), so ten
+workers on ten machines cannot exceed it together. A ticker's units are stored one at a time, in that order
+(``TickerOrder``: RedisTimeSeries appends fast and inserts behind a series' newest sample slowly).
 
 **Hot or warm.** A TimeSeries refuses samples older than its retention, so each validated unit is split at
 ``now - retention + 1 day`` (the "bars" kind of ``config/retention.yaml``: hot days + archive grace, 97 days by
@@ -100,13 +102,57 @@ def months_back(today: dt.date, count: int) -> list[str]:
 
 
 def plan(tickers: list[str], intraday_months: int, today: dt.date, daily: bool = True) -> list[Unit]:
-    """Every unit of the backfill, ticker by ticker (daily first, then months newest first)."""
-    units: list[Unit] = []
-    for ticker in tickers:
-        if daily:
-            units.append(Unit(ticker, "1d"))
-        units += [Unit(ticker, "1m", month) for month in months_back(today, intraday_months)]
+    """Every unit of the backfill: months oldest first, round-robin over the tickers (a ticker's daily unit goes
+    with its first month) -- units fetched together are different tickers', and each ticker's come in time order."""
+    months = months_back(today, intraday_months)[::-1]
+    units: list[Unit] = [Unit(ticker, "1d") for ticker in tickers] if daily and not months else []
+    for i, month in enumerate(months):
+        for ticker in tickers:
+            if i == 0 and daily:
+                units.append(Unit(ticker, "1d"))
+            units.append(Unit(ticker, "1m", month))
     return units
+
+
+class TickerOrder:
+    """Releases validated units for storing one ticker at a time, in plan order.
+
+    RedisTimeSeries appends fast but inserts behind a series' newest sample slowly (the chunk is decompressed and
+    rewritten): measured here, writing 8 tickers' February after their March took 33 s against 3 s in time order.
+    So a ticker's units are stored in plan order (oldest first) and never two at once; different tickers' units
+    are stored in parallel.
+    """
+
+    def __init__(self, units: list[Unit]) -> None:
+        self._order: dict[str, deque[Unit]] = {}
+        for unit in units:
+            self._order.setdefault(unit.ticker, deque()).append(unit)
+        self._held: dict[Unit, tuple[Any, ...]] = {}
+        self._busy: set[str] = set()
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def hold(self, unit: Unit, payload: tuple[Any, ...]) -> None:
+        self._held[unit] = payload
+
+    def drop(self, unit: Unit) -> None:
+        """A unit that will not be stored (its fetch failed, or the run stopped before it)."""
+        self._order[unit.ticker].remove(unit)
+
+    def stored(self, unit: Unit) -> None:
+        """The ticker's store in flight ended (either way): its next unit may go."""
+        self._busy.discard(unit.ticker)
+        self._order[unit.ticker].remove(unit)
+
+    def releasable(self) -> list[tuple[Unit, tuple[Any, ...]]]:
+        out = []
+        for ticker, units in self._order.items():
+            if ticker not in self._busy and units and units[0] in self._held:
+                out.append((units[0], self._held.pop(units[0])))
+                self._busy.add(ticker)
+        return out
 
 
 def is_done(unit: Unit, record: dict[str, Any] | None, today: dt.date) -> bool:
@@ -235,17 +281,25 @@ def historical_data_backfiller(
     queue: deque[Unit] = deque(todo)
     fetching: dict[Any, Unit] = {}
     storing: dict[Any, Unit] = {}
+    order = TickerOrder(todo)
+    width = max(1, parallel)
     bar = tqdm(total=len(todo), desc="backfill", unit="unit", disable=not progress, file=sys.stderr)
     try:
-        while queue or fetching or storing:
-            # fetches run ahead of the writes: up to `parallel` units fetching and `parallel` validated units storing
-            while queue and not summary.stopped_reason and len(fetching) < max(1, parallel) and len(storing) < max(1, parallel):
+        while queue or fetching or storing or order.held:
+            # fetches run ahead of the writes: up to `parallel` units fetching and `parallel` validated units waiting
+            while queue and not summary.stopped_reason and len(fetching) < width and len(storing) + order.held < width:
                 unit = queue.popleft()
                 fetching[fetch_history.submit(unit, since_ms, extended_hours, data_sources)] = unit
             if summary.stopped_reason:
                 summary.skipped += [str(u) for u in queue]
+                for unit in queue:
+                    order.drop(unit)
                 queue.clear()
+            for unit, payload in order.releasable():
+                storing[commit_history.submit(unit, *payload)] = unit
             if not (fetching or storing):
+                if order.held:  # cannot happen: every unit is stored, dropped or still in flight
+                    raise RuntimeError(f"backfill: {order.held} validated units could not be scheduled")
                 break
             future = next(as_completed(list(fetching) + list(storing)))
             if future in fetching:
@@ -255,16 +309,18 @@ def historical_data_backfiller(
                     unit, result = fetching.pop(done), done.result(raise_on_failure=False)
                     if isinstance(result, BaseException):
                         summary.record_failure(str(unit), result)
+                        order.drop(unit)
                         bar.update(1)
                     else:
                         fetched.append((unit, result))
                 frames = [common.bars_to_rows(result) if len(result) else result for _, result in fetched]
                 parts = common.gate_parts(dataset="bars", frames=frames, flow=FLOW, source="alphavantage") if fetched else []
                 for (unit, result), (good, quarantined) in zip(fetched, parts):
-                    storing[commit_history.submit(unit, good, len(result), quarantined)] = unit
+                    order.hold(unit, (good, len(result), quarantined))
             else:
                 result = future.result(raise_on_failure=False)
                 unit = storing.pop(future)
+                order.stored(unit)
                 bar.update(1)
                 if isinstance(result, BaseException):
                     summary.record_failure(str(unit), result)

@@ -47,5 +47,6 @@ def session_months(frame: pd.DataFrame) -> pd.Series:
     """``YYYY/MM`` of each bar of a frame (columns ``ts``, ``timeframe``), as ``bars_partition`` files it."""
     utc = pd.to_datetime(frame["ts"], unit="ms", utc=True)
     local = utc.dt.tz_convert("America/New_York")  # the tz name: pandas' fast path
-    daily = frame["timeframe"].astype(str).map(is_daily)
+    labels = frame["timeframe"].astype(str)
+    daily = labels.isin([tf for tf in labels.unique() if is_daily(tf)])
     return local.dt.strftime("%Y/%m").where(~daily, utc.dt.strftime("%Y/%m"))

@@ -68,6 +68,14 @@ def eastern_to_utc_ms(local: pd.Series | list[str], *, daily: bool = False) -> p
     return pd.Series(np.where(aware.isna().to_numpy(), 0, ns // 1_000_000), index=values.index, dtype="int64")
 
 
+def _numbers(raw: list[Any]) -> np.ndarray:
+    """Wire values as float64; a value that is not a number becomes NaN (and the GX gate quarantines its row)."""
+    try:
+        return np.array(raw, dtype=np.float64)  # the usual case, numeric strings: parsed in C
+    except (TypeError, ValueError):
+        return pd.to_numeric(pd.Series(raw, dtype="object"), errors="coerce").astype("float64").to_numpy()
+
+
 def parse_series(body: dict[str, Any], ticker: str, *, timeframe: str) -> pd.DataFrame:
     """The ``Time Series (...)`` object of an answer as a frame (oldest first); raises on a wrong shape.
 
@@ -83,10 +91,10 @@ def parse_series(body: dict[str, Any], ticker: str, *, timeframe: str) -> pd.Dat
     if not series:
         return empty_frame()
     local = sorted(series)
+    bars = [series[k] if isinstance(series[k], dict) else {} for k in local]
     frame = pd.DataFrame({"local_time": local})
     for name, wire in _FIELDS.items():
-        raw = [series[k].get(wire) if isinstance(series[k], dict) else None for k in local]
-        frame[name] = pd.to_numeric(pd.Series(raw, dtype="object"), errors="coerce").astype("float64")
+        frame[name] = _numbers([bar.get(wire) for bar in bars])
     frame["ts"] = eastern_to_utc_ms(frame["local_time"], daily=timeframe == "1d")
     frame["ticker"] = ticker
     frame["timeframe"] = timeframe

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 from flow_support import new_york, samples, utc_ms
 
-from flows.historical_data_backfiller import historical_data_backfiller, months_back
+from flows.historical_data_backfiller import TickerOrder, Unit, historical_data_backfiller, months_back, plan
 from headwater.settings import BlobSettings
 from headwater.storage.blob import BlobStore
 
@@ -28,6 +28,27 @@ def warm_frames(blob_connection_string: str) -> dict[str, pd.DataFrame]:
 
 def test_months_back_crosses_the_year():
     assert months_back(dt.date(2024, 2, 10), 3) == ["2024-02", "2024-01", "2023-12"]
+
+
+def test_the_plan_goes_oldest_month_first_round_robin_over_tickers():
+    units = [str(u) for u in plan(["AAPL", "MSFT"], 2, dt.date(2024, 3, 5))]
+    assert units == ["AAPL 1d", "AAPL 1m:2024-02", "MSFT 1d", "MSFT 1m:2024-02", "AAPL 1m:2024-03", "MSFT 1m:2024-03"]
+    assert [str(u) for u in plan(["AAPL"], 0, dt.date(2024, 3, 5))] == ["AAPL 1d"]
+    assert [str(u) for u in plan(["AAPL"], 1, dt.date(2024, 3, 5), daily=False)] == ["AAPL 1m:2024-03"]
+
+
+def test_a_tickers_units_are_stored_one_at_a_time_in_plan_order():
+    feb, mar, apr, msft = Unit("AAPL", "1m", "2024-02"), Unit("AAPL", "1m", "2024-03"), Unit("AAPL", "1m", "2024-04"), \
+        Unit("MSFT", "1m", "2024-03")  # fmt: skip
+    order = TickerOrder([feb, msft, mar, apr])
+    order.hold(mar, ("march",))
+    order.hold(msft, ("msft",))
+    assert order.releasable() == [(msft, ("msft",))]  # AAPL waits for February, MSFT goes
+    order.hold(feb, ("february",))
+    assert order.releasable() == [(feb, ("february",))] and order.releasable() == []  # one store per ticker at once
+    order.stored(feb)
+    order.drop(apr)  # e.g. its fetch failed
+    assert order.releasable() == [(mar, ("march",))] and order.held == 0
 
 
 def test_history_inside_the_hot_window_goes_to_timeseries(hub_at, flow_env, r, retention_file, fast):

@@ -7,7 +7,7 @@ from flow_support import new_york, utc_ms
 from pydantic import SecretStr
 
 from headwater.keys import Keys
-from headwater.providers.alphavantage import AlphaVantageClient, AlphaVantageDailyLimit, eastern_to_utc_ms
+from headwater.providers.alphavantage import AlphaVantageClient, AlphaVantageDailyLimit, eastern_to_utc_ms, parse_series
 from headwater.providers.http import AuthError, BadRequest, MalformedResponse, ProviderTimeout, QuotaExhausted, RateLimited
 from headwater.providers.newsapi import NewsApiClient
 from headwater.providers.reddit import RedditClient
@@ -29,6 +29,20 @@ def test_eastern_wall_time_becomes_utc_across_both_dst_changes():
         utc_ms(2024, 11, 3, 5, 30),  # the repeated hour: the first (daylight) reading
     ]
     assert eastern_to_utc_ms(["2024-03-08"], daily=True).tolist() == [utc_ms(2024, 3, 8)]
+
+
+def test_values_that_are_not_numbers_become_nan_for_the_gate_not_an_error():
+    body = {"Time Series (1min)": {
+        "2024-03-08 09:31:00": {"1. open": "10.5", "2. high": "n/a", "3. low": "10.0", "4. close": "10.2", "5. volume": "7"},
+        "2024-03-08 09:30:00": {"1. open": "10.0", "2. high": "10.6", "3. low": None, "4. close": "10.5"},
+        "2024-03-08 09:32:00": "not an object",
+    }}  # fmt: skip
+    frame = parse_series(body, "AAPL", timeframe="1m")
+    assert frame["local_time"].tolist() == ["2024-03-08 09:30:00", "2024-03-08 09:31:00", "2024-03-08 09:32:00"]
+    assert frame["open"].tolist()[:2] == [10.0, 10.5] and frame["close"].tolist()[:2] == [10.5, 10.2]
+    assert frame[["high", "low", "volume"]].isna().to_numpy().tolist() == [[False, True, True], [True, False, False],
+                                                                            [True, True, True]]  # fmt: skip
+    assert frame["volume"].tolist()[1] == 7.0 and frame["open"].isna().tolist() == [False, False, True]
 
 
 def test_intraday_bars_cross_the_spring_dst_change_in_utc():
