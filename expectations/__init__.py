@@ -63,7 +63,7 @@ class Outcome:
     quarantined: list[Quarantined] = field(default_factory=list)
     checked: int = 0
     failed_expectations: dict[str, int] = field(default_factory=dict)  # label -> rows failing it
-    kept: np.ndarray | None = None  # positions (0..len-1) in the validated frame of the rows in ``good``
+    kept: np.ndarray = field(default_factory=lambda: np.arange(0))  # positions in the validated frame of ``good``
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.good, self.quarantined))

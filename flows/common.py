@@ -303,17 +303,21 @@ def run_name() -> str:
 
 
 # -- the GX gate and the quarantine --------------------------------------------------------------------------
-def quarantine(dataset: str, items: Iterable[Quarantined], *, flow: str, source: str) -> int:
-    """XADD rejected rows to ``stream:quarantine`` with the failed expectations; returns how many."""
-    client, k = redis_client(), keys()
-    pipe = client.pipeline(transaction=False)
-    count, run, now = 0, run_name(), str(int(time.time() * 1000))
+def quarantine(dataset: str, items: Iterable[Quarantined], *, flow: str, source: str,
+               pipe: redis.client.Pipeline | None = None) -> int:  # fmt: skip
+    """XADD rejected rows to ``stream:quarantine`` with the failed expectations; returns how many.
+
+    With ``pipe`` the entries are only queued on it (the caller executes it with its own writes).
+    """
+    own = pipe is None
+    pipe = redis_client().pipeline(transaction=False) if pipe is None else pipe
+    count, run, now, stream = 0, run_name(), str(int(time.time() * 1000)), keys().quarantine
     for item in items:
         fields = {"dataset": dataset, "expectation": "; ".join(item.failed)[:2000], "flow": flow, "source": source,
                   "run": run, "ts": now, "row": json.dumps(item.row, default=str)[:1_000_000]}  # fmt: skip
-        pipe.xadd(k.quarantine, fields, maxlen=QUARANTINE_MAXLEN, approximate=True)
+        pipe.xadd(stream, fields, maxlen=QUARANTINE_MAXLEN, approximate=True)
         count += 1
-    if count:
+    if own and count:
         pipe.execute()
     return count
 
@@ -328,12 +332,12 @@ def _gate(dataset: str, frame: pd.DataFrame, flow: str, source: str) -> Outcome:
 
     suites = {"bars": bars, "articles": articles, "posts": posts}
     outcome = suites[dataset].validate_batch(frame)
-    count = quarantine(dataset, outcome.quarantined, flow=flow, source=source)
-    counters, k = redis_client().pipeline(transaction=False), keys()
-    metrics.count(counters, k, "gx_validations", suite=dataset, flow=flow, outcome="fail" if count else "pass")
-    metrics.count(counters, k, "gx_rows", len(frame) - count, suite=dataset, outcome="accepted")
-    metrics.count(counters, k, "gx_rows", count, suite=dataset, outcome="quarantined")
-    counters.execute()
+    pipe, k = redis_client().pipeline(transaction=False), keys()  # quarantined rows and counters: one round trip
+    count = quarantine(dataset, outcome.quarantined, flow=flow, source=source, pipe=pipe)
+    metrics.count(pipe, k, "gx_validations", suite=dataset, flow=flow, outcome="fail" if count else "pass")
+    metrics.count(pipe, k, "gx_rows", len(frame) - count, suite=dataset, outcome="accepted")
+    metrics.count(pipe, k, "gx_rows", count, suite=dataset, outcome="quarantined")
+    pipe.execute()
     if count:
         run_logger().warning("%s: quarantined %d of %d %s rows: %s", flow, count, outcome.checked, dataset,
                              outcome.failed_expectations)  # fmt: skip
@@ -343,10 +347,7 @@ def _gate(dataset: str, frame: pd.DataFrame, flow: str, source: str) -> Outcome:
 @task(cache_policy=NO_CACHE)
 def gate(dataset: str, frame: pd.DataFrame, flow: str, source: str) -> tuple[pd.DataFrame, int]:
     """Validate a batch with its GX suite; quarantine rejected rows; return (accepted rows, quarantined count)."""
-    if frame.empty:
-        return frame, 0
-    outcome = _gate(dataset, frame, flow, source)
-    return outcome.good, len(outcome.quarantined)
+    return gate_parts.fn(dataset, [frame], flow, source)[0]
 
 
 @task(cache_policy=NO_CACHE)
@@ -356,13 +357,14 @@ def gate_parts(dataset: str, frames: list[pd.DataFrame], flow: str, source: str)
     sizes = [len(f) for f in frames]
     if not sum(sizes):
         return [(f, 0) for f in frames]
-    whole = pd.concat([f for f in frames if len(f)], ignore_index=True)
-    outcome = _gate(dataset, whole, flow, source)
-    kept = outcome.kept if outcome.kept is not None else np.arange(len(outcome.good))
+    present = [f for f in frames if len(f)]
+    outcome = _gate(dataset, present[0] if len(present) == 1 else pd.concat(present, ignore_index=True), flow, source)
+    if len(frames) == 1:
+        return [(outcome.good, len(outcome.quarantined))]
     bounds = np.cumsum([0, *sizes])
     parts = []
     for i, size in enumerate(sizes):
-        lo, hi = np.searchsorted(kept, bounds[i]), np.searchsorted(kept, bounds[i + 1])
+        lo, hi = np.searchsorted(outcome.kept, bounds[i]), np.searchsorted(outcome.kept, bounds[i + 1])
         parts.append((outcome.good.iloc[lo:hi].reset_index(drop=True), size - int(hi - lo)))
     return parts
 
