@@ -166,18 +166,22 @@ class Streamer:
             if "AM" not in self.settings.polygon.channels:
                 return
             disconnected_ms = max(writer.last_event.values(), default=int(self.clock_ms()))
-            task = asyncio.create_task(self._fill_gaps(c, writer, shard, disconnected_ms, reconnect=n))
+            # Where each ticker's bars stopped, taken now: the live socket may deliver a newer bar while earlier
+            # tickers are being filled, and that must not hide the gap before it.
+            last_bars = {t: writer.last_event.get(f"AM.{t}") for t in shard}
+            task = asyncio.create_task(self._fill_gaps(c, writer, shard, disconnected_ms, last_bars, reconnect=n))
             self._gap_tasks.add(task)
             task.add_done_callback(self._gap_tasks.discard)
 
         return on_reconnect
 
-    async def _fill_gaps(self, c: int, writer: PartitionedStreamWriter, shard: list[str], disconnected_ms: int, reconnect: int) -> None:
+    async def _fill_gaps(self, c: int, writer: PartitionedStreamWriter, shard: list[str], disconnected_ms: int,
+                         last_bars: dict[str, int | None], reconnect: int) -> None:  # fmt: skip
         now_ms = int(self.clock_ms())
         last_complete = (now_ms // MINUTE_MS) * MINUTE_MS - MINUTE_MS
         filled = 0
         for ticker in shard:
-            last_am = writer.last_event.get(f"AM.{ticker}")
+            last_am = last_bars.get(ticker)
             start = last_am + MINUTE_MS if last_am else (disconnected_ms // MINUTE_MS) * MINUTE_MS
             if start > last_complete:
                 continue
