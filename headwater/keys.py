@@ -1,4 +1,4 @@
-"""The Redis key schema: every key, stream, group and index name is built here and nowhere else.
+"""The Redis key schema: every key, stream, group and index name is built here, and parsed here.
 
 The format of each key is specified in ``docs/redis-keys.md``; ``tests/test_keys.py`` asserts the exact
 strings. Per-ticker keys carry the ticker as a Redis Cluster hash tag (``ts:{AAPL}:price``), so all keys of
@@ -6,25 +6,34 @@ one ticker live on one slot and multi-key commands for one ticker are cluster-sa
 their partition as the hash tag, which spreads partitions over the shards of a cluster.
 
 A ``prefix`` namespaces the whole schema (tests, several pipelines sharing one Redis).
+
+Reading keys back goes through the same class, never through regexes or slicing elsewhere::
+
+    keys.parse("ts:{AAPL}:bar:1m:close")  # ParsedKey(family="bar", ticker="AAPL", timeframe="1m", field="close")
+    keys.glob_ts()                         # "ts:*" for SCAN MATCH (the prefix's glob characters escaped)
+    keys.glob_family("news_index")         # "news:idx:{*}"
+
+A family is named after its builder (``tick``, ``bar``, ``news_index`` ...); the parser of each family is
+derived from its builder, so the two cannot disagree.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
+
+from headwater.timeframes import TIMEFRAMES  # noqa: F401 - the bar timeframes of ``ts:{T}:bar:{TF}:...``
 
 TICKER_RE = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
-TickField = Literal["price", "volume", "bid", "ask", "bid_size", "ask_size"]
-BarField = Literal["open", "high", "low", "close", "volume"]
-Timeframe = Literal["1m", "5m", "1h", "1d"]
-
 TICK_FIELDS: tuple[str, ...] = ("price", "volume", "bid", "ask", "bid_size", "ask_size")
+#: Fields of the bars Redis compacts from the tick series (``ts:{T}:bar:{TF}:{FIELD}``).
 BAR_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
-TIMEFRAMES: dict[str, int] = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000}
-
+#: Fields of the bars a provider delivers (``ts:{T}:agg:{SOURCE}:{TF}:{FIELD}``): the bar fields and VWAP.
+AGG_FIELDS: tuple[str, ...] = (*BAR_FIELDS, "vwap")
 PROCESSING_GROUP = "processing_group"
 REPLAY_PREFIX = "replay:"
 
@@ -186,6 +195,74 @@ class Keys:
         """Hash of generic histograms (``headwater.metrics.observe``)."""
         return f"{self.prefix}metrics:histograms"
 
+    # -- reading keys back ------------------------------------------------------------------------------
+    def parse(self, key: str | bytes) -> ParsedKey | None:
+        """The family and parts of a key of this namespace; ``None`` for a key outside it or of no family.
+
+        A key under this namespace's ``replay:`` namespace parses as family ``replay`` (read its parts with
+        ``keys.replay().parse(key)``).
+        """
+        name = key.decode(errors="replace") if isinstance(key, bytes) else key
+        if not name.startswith(self.prefix):
+            return None
+        rest = name[len(self.prefix) :]
+        if rest.startswith(REPLAY_PREFIX):
+            return ParsedKey("replay")
+        for family, pattern in _PARSERS.get(rest.split(":", 1)[0], ()):
+            m = pattern.fullmatch(rest)
+            if m:
+                parts = {k: int(v) if k in _INT_PARTS else v for k, v in m.groupdict().items()}
+                return ParsedKey(family, **parts)
+        return None
+
+    def parse_as(self, key: str | bytes, family: str) -> ParsedKey:
+        """``parse`` for a key that must be of ``family`` (raises ``ValueError`` otherwise)."""
+        parsed = self.parse(key)
+        if parsed is None or parsed.family != family:
+            raise ValueError(f"{key!r} is not a {family} key of namespace {self.prefix!r}")
+        return parsed
+
+    def build(self, parsed: ParsedKey) -> str:
+        """The key of a parsed key (``keys.build(keys.parse(key)) == key`` for every family)."""
+        if parsed.family not in _PARAMS:
+            raise ValueError(f"cannot build a key of family {parsed.family!r}")
+        return _builder(self, parsed.family)(**parsed.parts())
+
+    def root(self, key: str | bytes) -> str | None:
+        """The first segment of a key of this namespace (``ts``, ``stream``, ``news`` ...), None outside it."""
+        name = key.decode(errors="replace") if isinstance(key, bytes) else key
+        return name[len(self.prefix) :].split(":", 1)[0] if name.startswith(self.prefix) else None
+
+    @staticmethod
+    def hash_tag(key: str | bytes) -> str | None:
+        """The Redis Cluster hash tag of a key (``AAPL`` of ``ts:{AAPL}:price``), as Redis finds it."""
+        name = key.decode(errors="replace") if isinstance(key, bytes) else key
+        start = name.find("{")
+        end = name.find("}", start + 1) if start >= 0 else -1
+        return name[start + 1 : end] if end > start + 1 else None
+
+    # -- SCAN MATCH patterns -----------------------------------------------------------------------------
+    def glob(self) -> str:
+        """Every key of this namespace (the prefix's glob characters escaped)."""
+        return glob_escape(self.prefix) + "*"
+
+    def glob_family(self, family: str, **parts: str | int) -> str:
+        """The keys of one family; a part left out matches anything: ``glob_family("bar", ticker="AAPL")``
+        is ``ts:{AAPL}:bar:*:*``. Prefix and given parts are escaped; hash tags keep their braces."""
+        params = _PARAMS.get(family)
+        if params is None:
+            raise ValueError(f"unknown key family {family!r}; families: {', '.join(FAMILIES)}")
+        unknown = set(parts) - set(params)
+        if unknown:
+            raise ValueError(f"{family} keys have no part {', '.join(sorted(unknown))}; parts: {', '.join(params)}")
+        built = _builder(self, family)(**{p: parts.get(p, _WILD) for p in params})
+        return glob_escape(built).replace(_WILD, "*")
+
+    def glob_ts(self, ticker: str | None = None) -> str:
+        """Every time series of the namespace, or of one ticker (``ts:{AAPL}:*``)."""
+        tag = _WILD if ticker is None else ticker
+        return glob_escape(self.tick(tag, _WILD)).replace(_WILD, "*")
+
     def replay(self) -> Keys:
         """The same schema under ``replay:``: data reloaded from warm storage by ``flows.restore``."""
         return Keys(self.prefix + REPLAY_PREFIX)
@@ -202,3 +279,140 @@ class Keys:
 
     def portfolio(self, portfolio_id: str) -> str:
         return f"{self.prefix}json:portfolio:{portfolio_id}"
+
+
+def last_event_field(channel: str, ticker: str) -> str:
+    """Field of ``streamer:last_event`` for one channel and ticker: ``AM.AAPL``."""
+    return f"{channel}.{ticker}"
+
+
+def parse_last_event_field(name: str | bytes) -> tuple[str, str]:
+    """``AM.AAPL`` -> ``("AM", "AAPL")`` (a ticker may contain dots: ``T.BRK.B``)."""
+    text = name.decode() if isinstance(name, bytes) else name
+    channel, _, ticker = text.partition(".")
+    return channel, ticker
+
+
+_GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally by a Redis glob (``SCAN MATCH``, ``KEYS``): ``*?[]\\`` escaped."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    """A key read back: its family (the name of the ``Keys`` builder that makes it) and the builder's arguments.
+
+    Parts a family does not have are ``None``: ``keys.parse("ts:{AAPL}:price")`` is
+    ``ParsedKey("tick", ticker="AAPL", field="price")``.
+    """
+
+    family: str
+    # time series and per-ticker keys
+    ticker: str | None = None
+    field: str | None = None
+    timeframe: str | None = None
+    source: str | None = None
+    # partitioned keys and operational state
+    partition: int | None = None
+    connection: int | None = None
+    consumer: str | None = None
+    provider: str | None = None
+    key_id: str | None = None
+    window: str | None = None
+    job: str | None = None
+    item: str | None = None
+    # documents, news, social, agent state
+    article_id: str | None = None
+    post_id: str | None = None
+    dataset: str | None = None
+    doc_id: str | None = None
+    n: int | None = None
+    query_hash: str | None = None
+    user_id: str | None = None
+    portfolio_id: str | None = None
+
+    def __repr__(self) -> str:
+        parts = "".join(f", {name}={value!r}" for name, value in self.parts().items())
+        return f"ParsedKey({self.family!r}{parts})"
+
+    def parts(self) -> dict[str, str | int]:
+        """The builder's arguments (``keys.<family>(**parsed.parts())`` is the key again)."""
+        return {name: getattr(self, name) for name in _PARAMS.get(self.family, ())}
+
+    @property
+    def is_series(self) -> bool:
+        """Whether the key is a RedisTimeSeries series."""
+        return KEY_TYPES.get(self.family) == ("TSDB-TYPE",)
+
+
+#: Every key family, named after its builder, in the order ``Keys.parse`` tries them (a specific form
+#: before a general one: ``news:idx:{T}`` before ``news:{ID}``).
+FAMILIES: tuple[str, ...] = (
+    "raw_market_data", "raw_news", "raw_social", "raw_documents", "dead_letter", "quarantine",
+    "tick", "bar", "provider_bar", "sentiment", "mentions",
+    "news_index", "article", "social_index", "post", "seen", "chunk",
+    "documents_index", "semantic_cache_index", "semantic_cache_entry",
+    "last_event", "streamer_metrics", "worker_metrics", "workers_alive",
+    "partition_lease", "partition_epoch", "partition_tickers", "ticker_state",
+    "audit_log", "metrics_counters", "metrics_histograms", "quota", "checkpoint", "user", "portfolio",
+)  # fmt: skip
+
+#: The Redis type of each family, as ``TYPE`` names it (``index``: a RediSearch index name, not a key).
+KEY_TYPES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("raw_market_data", "raw_news", "raw_social", "raw_documents", "dead_letter", "quarantine",
+                     "audit_log"), ("stream",)),
+    **dict.fromkeys(("tick", "bar", "provider_bar", "sentiment", "mentions"), ("TSDB-TYPE",)),
+    **dict.fromkeys(("news_index", "social_index", "workers_alive"), ("zset",)),
+    **dict.fromkeys(("article", "post", "chunk", "semantic_cache_entry", "last_event", "ticker_state",
+                     "metrics_counters", "metrics_histograms"), ("hash",)),
+    **dict.fromkeys(("seen", "partition_tickers"), ("set",)),
+    **dict.fromkeys(("documents_index", "semantic_cache_index"), ("index",)),
+    **dict.fromkeys(("streamer_metrics", "worker_metrics", "partition_lease", "partition_epoch", "quota"), ("string",)),
+    "checkpoint": ("string", "hash"),
+    **dict.fromkeys(("user", "portfolio"), ("ReJSON-RL",)),
+}  # fmt: skip
+
+# How each part of a key is matched when parsing (default: anything, colons included, e.g. ``doc_id``).
+_PART_RE = {
+    "ticker": r"[^{}]+", "partition": r"\d+", "n": r"\d+", "connection": r"\d+",
+    **dict.fromkeys(("field", "timeframe", "source", "dataset", "job", "provider", "key_id"), r"[^:{}]+"),
+}  # fmt: skip
+_FAMILY_PART_RE = {("tick", "field"): "|".join(TICK_FIELDS)}  # a tick series is told apart by its field
+_INT_PARTS = frozenset({"partition", "n", "connection"})
+_WILD = "\x00"  # stands for an unknown part while a builder runs (never in a key)
+
+
+def _builder(keys: Keys, family: str) -> Any:
+    """The builder of a family bound to ``keys``: a callable (a property's value is wrapped)."""
+    member = getattr(type(keys), family)
+    if isinstance(member, property):
+        return lambda: member.fget(keys)  # type: ignore[misc]
+    return getattr(keys, family)
+
+
+def _params(family: str) -> tuple[str, ...]:
+    """The builder's parameters, in order (none for a property)."""
+    member = getattr(Keys, family)
+    return () if isinstance(member, property) else tuple(inspect.signature(member).parameters)[1:]
+
+
+def _parser(family: str, params: tuple[str, ...]) -> re.Pattern[str]:
+    marks = {p: f"\x00{i}\x00" for i, p in enumerate(params)}
+    template = _builder(Keys(), family)(**marks)
+    pattern, pos = "", 0
+    for m in re.finditer("\x00(\\d+)\x00", template):
+        name = params[int(m.group(1))]
+        part = _FAMILY_PART_RE.get((family, name)) or _PART_RE.get(name, ".+")
+        pattern += re.escape(template[pos : m.start()]) + f"(?P<{name}>{part})"
+        pos = m.end()
+    return re.compile(pattern + re.escape(template[pos:]))
+
+
+_PARAMS: dict[str, tuple[str, ...]] = {family: _params(family) for family in FAMILIES}
+_PARSERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+for _family in FAMILIES:
+    _root = _builder(Keys(), _family)(**{p: "x" for p in _PARAMS[_family]}).split(":", 1)[0]
+    _PARSERS.setdefault(_root, []).append((_family, _parser(_family, _PARAMS[_family])))

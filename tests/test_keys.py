@@ -5,7 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from headwater.keys import Keys, check_ticker, partition_of
+from headwater.keys import (
+    FAMILIES,
+    KEY_TYPES,
+    Keys,
+    ParsedKey,
+    check_ticker,
+    glob_escape,
+    last_event_field,
+    parse_last_event_field,
+    partition_of,
+)
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "redis-keys.md").read_text()
 
@@ -84,3 +94,111 @@ def test_partition_is_stable_and_in_range():
 def test_bad_tickers_are_refused(bad):
     with pytest.raises(ValueError):
         check_ticker(bad)
+
+
+# -- parsing and globs: every family round-trips (build -> parse -> build), with and without a prefix ---------
+
+EXAMPLES: dict[str, dict[str, object]] = {
+    "raw_market_data": {"partition": 3}, "raw_news": {}, "raw_social": {}, "raw_documents": {}, "dead_letter": {},
+    "quarantine": {},
+    "tick": {"ticker": "BRK.B", "field": "bid_size"}, "bar": {"ticker": "BRK.B", "timeframe": "1h", "field": "close"},
+    "provider_bar": {"ticker": "BRK.B", "source": "polygon", "timeframe": "1s", "field": "vwap"},
+    "sentiment": {"ticker": "AAPL", "source": "news"}, "mentions": {"ticker": "BF-B", "source": "social"},
+    "news_index": {"ticker": "BRK.B"}, "article": {"article_id": "9f2c"}, "social_index": {"ticker": "AAPL"},
+    "post": {"post_id": "reddit:t3_x"}, "seen": {"dataset": "raw_documents"},
+    "chunk": {"doc_id": "transcript:BRK.B:2024Q1", "n": 12},
+    "documents_index": {}, "semantic_cache_index": {}, "semantic_cache_entry": {"query_hash": "ab12"},
+    "last_event": {}, "streamer_metrics": {"connection": 2}, "worker_metrics": {"consumer": "host-1:42"},
+    "workers_alive": {}, "partition_lease": {"partition": 0}, "partition_epoch": {"partition": 11},
+    "partition_tickers": {"partition": 5}, "ticker_state": {"ticker": "BRK.B"}, "audit_log": {},
+    "metrics_counters": {}, "metrics_histograms": {},
+    "quota": {"provider": "sec", "key_id": "0123456789ab", "window": "day:20240101"},
+    "checkpoint": {"job": "social_media_collector", "item": "reddit:stocks"},
+    "user": {"user_id": "u1"}, "portfolio": {"portfolio_id": "p:1"},
+}  # fmt: skip
+
+
+def test_every_family_has_an_example_and_a_type():
+    assert set(EXAMPLES) == set(FAMILIES) == set(KEY_TYPES)
+
+
+@pytest.mark.parametrize("prefix", ["", "t1:", "team.a:replay:"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_build_parse_round_trip(family: str, prefix: str):
+    k = Keys(prefix)
+    builder = getattr(k, family)
+    key = builder(**EXAMPLES[family]) if callable(builder) else builder
+    parsed = k.parse(key)
+    assert parsed == ParsedKey(family, **EXAMPLES[family])  # type: ignore[arg-type]
+    assert parsed.parts() == EXAMPLES[family] and k.build(parsed) == key
+    assert k.parse(key.encode()) == parsed
+    assert k.parse_as(key, family) == parsed
+    assert Keys("other:").parse(key) is None
+
+
+def test_parsed_keys_exactly():
+    k = Keys("t1:")
+    assert k.parse("t1:ts:{BRK.B}:price") == ParsedKey("tick", ticker="BRK.B", field="price")
+    assert k.parse("t1:ts:{BRK.B}:bar:1m:close") == ParsedKey("bar", ticker="BRK.B", timeframe="1m", field="close")
+    assert k.parse("t1:ts:{AAPL}:agg:alphavantage:1d:vwap") == ParsedKey(
+        "provider_bar", ticker="AAPL", source="alphavantage", timeframe="1d", field="vwap")
+    assert k.parse("t1:news:idx:{AAPL}") == ParsedKey("news_index", ticker="AAPL")  # not article "idx:{AAPL}"
+    assert k.parse("t1:social:idx:{AAPL}") == ParsedKey("social_index", ticker="AAPL")
+    assert k.parse("t1:doc:sec:0000320193-24-000123:chunk:7") == ParsedKey("chunk", doc_id="sec:0000320193-24-000123", n=7)
+    assert k.parse("t1:lease:raw_market_data:{2}:epoch") == ParsedKey("partition_epoch", partition=2)
+    assert k.parse("t1:stream:raw_market_data:{3}").partition == 3
+    assert k.parse("t1:quota:{newsapi:abc}:day:20240101") == ParsedKey(
+        "quota", provider="newsapi", key_id="abc", window="day:20240101")
+    assert k.parse("t1:replay:ts:{AAPL}:price") == ParsedKey("replay")
+    assert k.replay().parse("t1:replay:ts:{AAPL}:price") == ParsedKey("tick", ticker="AAPL", field="price")
+    assert k.parse("t1:ts:{AAPL}:price").is_series and not k.parse("t1:news:abc").is_series
+    for unknown in ["t1:ts:{AAPL}:spread", "t1:ts:AAPL:price", "t1:mystery", "t1:Featureform_table____tables",
+                    "ts:{AAPL}:price", "t1:stream:raw_market_data:{x}", "t1:ts:{AAPL}:bar:1m"]:
+        assert k.parse(unknown) is None, unknown
+    with pytest.raises(ValueError, match="not a tick key"):
+        k.parse_as("t1:news:abc", "tick")
+    assert k.root("t1:Featureform_table____tables") == "Featureform_table____tables" and k.root("x:ts") is None
+    assert Keys.hash_tag("t1:ts:{BRK.B}:price") == "BRK.B" and Keys.hash_tag("quota:{sec:ab}:gcra") == "sec:ab"
+    assert Keys.hash_tag("stream:raw_news") is None and Keys.hash_tag("a:{}:b") is None
+
+
+def test_globs_exactly():
+    k = Keys()
+    assert k.glob() == "*"
+    assert k.glob_ts() == "ts:{*}:*" and k.glob_ts("BRK.B") == "ts:{BRK.B}:*"
+    assert k.glob_family("bar", ticker="AAPL") == "ts:{AAPL}:bar:*:*"
+    assert k.glob_family("news_index") == "news:idx:{*}" and k.glob_family("social_index") == "social:idx:{*}"
+    assert k.glob_family("quota", window="day:20240101") == "quota:{*:*}:day:20240101"
+    assert k.glob_family("chunk", doc_id="sec:1") == "doc:sec:1:chunk:*"
+    assert k.glob_family("worker_metrics") == "worker:metrics:*"
+    assert k.glob_family("dead_letter") == "stream:dead_letter"
+    assert Keys("t1:").glob_ts() == "t1:ts:{*}:*"
+    # glob characters of a prefix (or a given part) are escaped; the hash-tag braces are not glob syntax
+    odd = Keys("a*b?[c]\\:")
+    assert odd.glob() == "a\\*b\\?\\[c\\]\\\\:*"
+    assert odd.glob_family("tick", ticker="AAPL") == "a\\*b\\?\\[c\\]\\\\:ts:{AAPL}:*"
+    assert glob_escape("x*") == "x\\*"
+    with pytest.raises(ValueError, match="unknown key family"):
+        k.glob_family("nope")
+    with pytest.raises(ValueError, match="no part window"):
+        k.glob_family("tick", window="x")
+
+
+def test_globs_match_what_they_should_in_redis(r, key_prefix: str):
+    k = Keys(key_prefix + "a*[b]:")  # a prefix full of glob characters
+    other = Keys(key_prefix + "aXb:")  # what the unescaped prefix would match instead
+    for keys in (k, other):
+        r.set(keys.tick("BRK.B", "price"), 1)
+        r.set(keys.bar("BRK.B", "1m", "close"), 1)
+        r.set(keys.tick("AAPL", "price"), 1)
+        r.zadd(keys.news_index("AAPL"), {"a": 1})
+        r.hset(keys.article("n1"), "t", "x")
+    found = lambda pattern: sorted(x.decode() for x in r.scan_iter(match=pattern, count=1000))  # noqa: E731
+    assert found(k.glob_ts("BRK.B")) == sorted([k.tick("BRK.B", "price"), k.bar("BRK.B", "1m", "close")])
+    assert found(k.glob_family("news_index")) == [k.news_index("AAPL")]
+    assert len(found(k.glob())) == 5
+
+
+def test_last_event_fields_round_trip():
+    assert last_event_field("AM", "BRK.B") == "AM.BRK.B"
+    assert parse_last_event_field("AM.BRK.B") == ("AM", "BRK.B") == parse_last_event_field(b"AM.BRK.B")
