@@ -43,7 +43,6 @@ import base64
 import hashlib
 import io
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -79,9 +78,8 @@ SIGNAL_SCHEMA = pa.schema([("ticker", pa.string()), ("signal", pa.string()), ("s
 ROW_ID = {"bars": ("source",), "signals": ("signal", "source")}
 SCHEMA = {"bars": BAR_SCHEMA, "signals": SIGNAL_SCHEMA}
 
-_BAR_KEY = re.compile(r"^ts:\{(?P<ticker>[^}]+)\}:(?:bar:(?P<tf>[^:]+)|agg:(?P<source>[^:]+):(?P<tf2>[^:]+)):(?P<field>[a-z_]+)$")
-_SIGNAL_KEY = re.compile(r"^ts:\{(?P<ticker>[^}]+)\}:(?P<signal>sentiment|mentions):(?P<source>[^:]+)$")
-_INDEX_KEY = {"news": re.compile(r"^news:idx:\{(?P<ticker>[^}]+)\}$"), "social": re.compile(r"^social:idx:\{(?P<ticker>[^}]+)\}$")}
+#: The key family (``headwater.keys``) of each posts dataset's per-ticker index.
+INDEX_FAMILY = {"news": "news_index", "social": "social_index"}
 
 
 class ArchiveVerificationError(RuntimeError):
@@ -240,21 +238,21 @@ class Series:
 
 def parse_series(key: str, prefix: str) -> Series | None:
     """The columnar-dataset series a TimeSeries key belongs to (None for ticks and unknown keys)."""
-    rest = key[len(prefix) :]
-    m = _BAR_KEY.match(rest)
-    if m and m["field"] in BAR_VALUES:
-        timeframe = m["tf"] or m["tf2"]
-        source = m["source"] or COMPACTED_SOURCE
-        return Series(key, "bars", m["ticker"], (source,), m["field"], (("ticker", m["ticker"]), ("timeframe", timeframe)))
-    m = _SIGNAL_KEY.match(rest)
-    if m:
-        return Series(key, "signals", m["ticker"], (m["signal"], m["source"]), "value", (("ticker", m["ticker"]),))
+    parsed = Keys(prefix).parse(key)
+    if parsed is None or parsed.ticker is None:
+        return None
+    ticker = parsed.ticker
+    if parsed.family in ("bar", "provider_bar") and parsed.field in BAR_VALUES:
+        source = parsed.source or COMPACTED_SOURCE
+        return Series(key, "bars", ticker, (source,), parsed.field, (("ticker", ticker), ("timeframe", str(parsed.timeframe))))
+    if parsed.family in ("sentiment", "mentions"):
+        return Series(key, "signals", ticker, (parsed.family, str(parsed.source)), "value", (("ticker", ticker),))
     return None
 
 
 def discover_series(client: redis.Redis, keys: Keys, dataset: str) -> list[Series]:
     found = []
-    for raw in client.scan_iter(match=f"{keys.prefix}ts:*", count=1000, _type="TSDB-TYPE"):
+    for raw in client.scan_iter(match=keys.glob_ts(), count=1000, _type="TSDB-TYPE"):
         series = parse_series(_s(raw), keys.prefix)
         if series is not None and series.dataset == dataset:
             found.append(series)
@@ -387,11 +385,12 @@ def archive_posts(ctx: ArchiveContext, dataset: str, cutoff_ms: int, dry_run: bo
     report = DatasetReport(dataset, _day(cutoff_ms).isoformat(), dry_run)
     hash_key = ctx.keys.article if dataset == "news" else ctx.keys.post
     indexes: list[tuple[str, str]] = []
-    for raw in ctx.client.scan_iter(match=f"{ctx.keys.prefix}{dataset}:idx:*", count=1000):
+    family = INDEX_FAMILY[dataset]
+    for raw in ctx.client.scan_iter(match=ctx.keys.glob_family(family), count=1000):
         key = _s(raw)
-        m = _INDEX_KEY[dataset].match(key[len(ctx.keys.prefix) :])
-        if m:
-            indexes.append((key, m["ticker"]))
+        parsed = ctx.keys.parse(key)
+        if parsed is not None and parsed.family == family and parsed.ticker is not None:
+            indexes.append((key, parsed.ticker))
     entries: list[tuple[str, str, str, int]] = []  # (index key, ticker, member, score)
     for index, ticker in sorted(indexes):
         for member, score in ctx.client.zrangebyscore(index, "-inf", f"({cutoff_ms}", withscores=True):

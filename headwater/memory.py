@@ -7,7 +7,7 @@ family: keys, bytes, average, share of ``used_memory``, the hot retention that a
 and its biggest keys. RediSearch indexes are reported separately (their memory is not in any key).
 
 Reading it: a family far above the others is where to act -- shorten its retention in
-config/retention.yaml and run ``python -m headwater.retention --apply`` (TTL/RETENTION re-applied), run the
+config/retention.yaml and run ``python -m flows.retention --apply`` (TTL/RETENTION re-applied), run the
 archive flow, or trim a stream's MAXLEN. In a Redis Cluster run it per node.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,43 +25,47 @@ import redis
 from headwater.keys import Keys
 from headwater.retention import kind_of, load_policy
 
-#: (family, key pattern as documented, regex on the key without the namespace prefix). First match wins.
-FAMILIES: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
-    (name, shown, re.compile(rx))
-    for name, shown, rx in (
-        ("ts ticks", "ts:{T}:price|volume|bid|ask|bid_size|ask_size", r"^ts:\{[^}]+\}:(price|volume|bid|ask|bid_size|ask_size)$"),
-        ("ts bars", "ts:{T}:bar:{TF}:{FIELD}", r"^ts:\{[^}]+\}:bar:"),
-        ("ts agg", "ts:{T}:agg:{SOURCE}:{TF}:{FIELD}", r"^ts:\{[^}]+\}:agg:"),
-        ("ts signals", "ts:{T}:sentiment|mentions:{SOURCE}", r"^ts:\{[^}]+\}:(sentiment|mentions):"),
-        ("ts other", "ts:*", r"^ts:"),
-        ("streams", "stream:*", r"^stream:"),
-        ("news index", "news:idx:{T}", r"^news:idx:"),
-        ("news articles", "news:{ID}", r"^news:"),
-        ("social index", "social:idx:{T}", r"^social:idx:"),
-        ("social posts", "social:{PLATFORM}:{ID}", r"^social:"),
-        ("doc chunks", "doc:{DOC_ID}:chunk:{N}", r"^doc:.+:chunk:\d+$"),
-        ("semantic cache", "cache:query:{HASH}", r"^cache:query:"),
-        ("dedup sets", "seen:{DATASET}", r"^seen:"),
-        ("quota", "quota:{PROVIDER:KEYID}:*", r"^quota:"),
-        ("audit buffer", "audit:log", r"^audit:"),
-        ("metrics", "metrics:*, worker:metrics:*, streamer:metrics:*", r"^(metrics:|worker:metrics:|streamer:metrics:)"),
-        ("coordination", "lease:*, hwm:*, carry:*, workers:alive, streamer:last_event, checkpoint:*",
-         r"^(lease:|hwm:|carry:|workers:alive$|streamer:last_event$|checkpoint:)"),
-        ("agent state", "json:user:*, json:portfolio:*", r"^json:"),
-        ("featureform", "Featureform_table__*", r"^Featureform_"),
-        ("replay", "replay:* (python -m flows.restore)", r"^replay:"),
-        ("other", "*", r""),
-    )
+#: (family, key pattern as documented, the ``headwater.keys`` families it groups, first segments of keys of no
+#: known family that still belong to it). A key of none of them is "other".
+FAMILIES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("ts ticks", "ts:{T}:price|volume|bid|ask|bid_size|ask_size", ("tick",), ()),
+    ("ts bars", "ts:{T}:bar:{TF}:{FIELD}", ("bar",), ()),
+    ("ts agg", "ts:{T}:agg:{SOURCE}:{TF}:{FIELD}", ("provider_bar",), ()),
+    ("ts signals", "ts:{T}:sentiment|mentions:{SOURCE}", ("sentiment", "mentions"), ()),
+    ("ts other", "ts:*", (), ("ts",)),
+    ("streams", "stream:*", ("raw_market_data", "raw_news", "raw_social", "raw_documents", "dead_letter", "quarantine"),
+     ("stream",)),
+    ("news index", "news:idx:{T}", ("news_index",), ()),
+    ("news articles", "news:{ID}", ("article",), ("news",)),
+    ("social index", "social:idx:{T}", ("social_index",), ()),
+    ("social posts", "social:{PLATFORM}:{ID}", ("post",), ("social",)),
+    ("doc chunks", "doc:{DOC_ID}:chunk:{N}", ("chunk",), ()),
+    ("semantic cache", "cache:query:{HASH}", ("semantic_cache_entry",), ()),
+    ("dedup sets", "seen:{DATASET}", ("seen",), ("seen",)),
+    ("quota", "quota:{PROVIDER:KEYID}:*", ("quota",), ("quota",)),
+    ("audit buffer", "audit:log", ("audit_log",), ("audit",)),
+    ("metrics", "metrics:*, worker:metrics:*, streamer:metrics:*",
+     ("metrics_counters", "metrics_histograms", "worker_metrics", "streamer_metrics"), ("metrics",)),
+    ("coordination", "lease:*, state:{T}:market, tickers:*, workers:alive, streamer:last_event, checkpoint:*",
+     ("partition_lease", "partition_epoch", "partition_tickers", "ticker_state", "workers_alive", "last_event",
+      "checkpoint"), ("lease", "hwm", "carry", "checkpoint")),
+    ("agent state", "json:user:*, json:portfolio:*", ("user", "portfolio"), ("json",)),
+    ("featureform", "Featureform_table__*", (), ()),
+    ("replay", "replay:* (python -m flows.restore)", ("replay",), ()),
+    ("other", "*", (), ()),
 )  # fmt: skip
+_BY_KEY_FAMILY = {family: name for name, _, families, _ in FAMILIES for family in families}
+_BY_ROOT = {root: name for name, _, _, roots in FAMILIES for root in roots}
 
 
 def family_of(key: str, prefix: str = "") -> str:
     """The family of a key (``key`` includes the namespace prefix, if any)."""
-    rest = key[len(prefix) :] if prefix and key.startswith(prefix) else key
-    for name, _, pattern in FAMILIES:
-        if pattern.match(rest):
-            return name
-    return "other"  # pragma: no cover - the last pattern matches everything
+    keys = Keys(prefix)
+    parsed = keys.parse(key)
+    if parsed is not None:
+        return _BY_KEY_FAMILY.get(parsed.family, "other")
+    root = keys.root(key) or ""
+    return "featureform" if root.startswith("Featureform_") else _BY_ROOT.get(root, "other")
 
 
 @dataclass
@@ -110,9 +113,9 @@ def report(
 ) -> dict[str, Any]:
     """Memory per family as a dict (what ``--json`` prints)."""
     rng = random.Random(seed)
-    families = {name: Family(name, shown) for name, shown, _ in FAMILIES}
+    families = {name: Family(name, shown) for name, shown, _, _ in FAMILIES}
     scanned: list[str] = []
-    for raw in client.scan_iter(match=f"{prefix}*", count=1000):
+    for raw in client.scan_iter(match=Keys(prefix).glob(), count=1000):
         key = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
         fam = families[family_of(key, prefix)]
         fam.keys += 1

@@ -324,14 +324,14 @@ class RedisCollector(Collector):
     def _quotas(self) -> Iterator[Metric]:
         today = datetime.now(UTC).strftime("%Y%m%d")
         if today != self._quota_day or time.monotonic() - self._quota_scanned_at > self.QUOTA_SCAN_EVERY_S:
-            pattern = f"{self.keys.prefix}quota:*:day:{today}"
+            pattern = self.keys.glob_family("quota", window=f"day:{today}")
             self._quota_keys = sorted(_s(k) for k in self.client.scan_iter(match=pattern, count=1000))
             self._quota_scanned_at, self._quota_day = time.monotonic(), today
         parsed = []
         for key in self._quota_keys:
-            m = re.match(rf"^{re.escape(self.keys.prefix)}quota:\{{([^:}}]+):([^}}]+)\}}:day:\d{{8}}$", key)
-            if m:
-                parsed.append((key, m.group(1), m.group(2)))
+            quota = self.keys.parse(key)
+            if quota is not None and quota.family == "quota" and quota.window == f"day:{today}":
+                parsed.append((key, str(quota.provider), str(quota.key_id)))
         pipe = self.client.pipeline(transaction=False)
         for key, provider, key_id in parsed:
             pipe.get(key)

@@ -24,16 +24,16 @@ import orjson
 import redis.asyncio as aioredis
 
 from headwater.config import provider_limits
-from headwater.keys import Keys, partition_of
+from headwater.keys import Keys, last_event_field, parse_last_event_field, partition_of
 from headwater.providers.http import ProviderError, call_with_retries, key_id
 from headwater.providers.polygon import PolygonRest, PolygonStream, subscription_params
 from headwater.ratelimit import SharedRateLimiter
 from headwater.settings import Settings
 from headwater.storage.redis import connect, connect_async, resolve_redis_url
+from headwater.timeframes import MINUTE_MS
 from streamer.reader import PartitionedStreamWriter
 
 log = logging.getLogger("headwater.streamer")
-MINUTE_MS = 60_000
 
 
 def shard_tickers(tickers: Sequence[str], partitions: int, connections: int) -> list[list[str]]:
@@ -107,7 +107,7 @@ class Streamer:
                 maxlen=self.settings.streams.maxlen, connection=c,
             )  # fmt: skip
             owned = set(shard)
-            writer.last_event.update({k: v for k, v in known_last.items() if k.split(".", 1)[1] in owned})
+            writer.last_event.update({k: v for k, v in known_last.items() if parse_last_event_field(k)[1] in owned})
             subs = subscription_params(shard, self.settings.polygon.channels, self.settings.polygon.wildcard)
             stream = PolygonStream(
                 self.ws_url, self.api_key, subs, writer.handle_frame,
@@ -168,7 +168,7 @@ class Streamer:
             disconnected_ms = max(writer.last_event.values(), default=int(self.clock_ms()))
             # Where each ticker's bars stopped, taken now: the live socket may deliver a newer bar while earlier
             # tickers are being filled, and that must not hide the gap before it.
-            last_bars = {t: writer.last_event.get(f"AM.{t}") for t in shard}
+            last_bars = {t: writer.last_event.get(last_event_field("AM", t)) for t in shard}
             task = asyncio.create_task(self._fill_gaps(c, writer, shard, disconnected_ms, last_bars, reconnect=n))
             self._gap_tasks.add(task)
             task.add_done_callback(self._gap_tasks.discard)
@@ -202,8 +202,9 @@ class Streamer:
             if events:
                 await writer.add_events(events, now_ms, origin="rest")
                 newest = max(e["s"] for e in events)
-                if newest > writer.last_event.get(f"AM.{ticker}", 0):
-                    writer.last_event[f"AM.{ticker}"] = newest
+                field = last_event_field("AM", ticker)
+                if newest > writer.last_event.get(field, 0):
+                    writer.last_event[field] = newest
                 filled += len(events)
         self.gap_filled_bars += filled
         log.info("polygon-%d: reconnect %d gap fill wrote %d minute bars over REST", c, reconnect, filled)

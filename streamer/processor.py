@@ -34,15 +34,15 @@ from redis.cluster import RedisCluster
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
-from headwater.keys import TICK_FIELDS, TICKER_RE, Keys, partition_of
+from headwater.keys import AGG_FIELDS, TICK_FIELDS, TICKER_RE, Keys, partition_of
 from headwater.models import MARKET_EVENT, Bar, Quote, Trade
 from headwater.settings import StreamSettings
-from headwater.storage.redis import DAY_MS, TimeSeriesLayout, ensure_series
+from headwater.storage.redis import TimeSeriesLayout, ensure_series
 from headwater.storage.transaction import guarded_transaction
+from headwater.timeframes import DAY_MS
 
 log = logging.getLogger("headwater.streamer.processor")
 
-AGG_FIELDS = ("open", "high", "low", "close", "volume", "vwap")
 MADD_CHUNK = 30_000  # args per TS.MADD (3 per sample)
 
 # Cluster commit of one ticker. KEYS: state hash, then its series. ARGV: epoch, expected hwm ('*' = any),
@@ -85,11 +85,6 @@ MAX_SEQ = 2**63  # the models' Sequence bound
 SEQ_MASK = (1 << 64) - 1
 REBALANCE_S = 0.25  # heartbeat / lease renewal / fair-share check interval (capped at a third of the lease)
 CARRY_FLUSH_S = 0.01  # a ticker's held-back millisecond is written after this long without a newer one
-
-
-def _partition(stream: bytes) -> int:
-    """``b"...stream:raw_market_data:{3}"`` -> 3."""
-    return int(stream.rsplit(b"{", 1)[1].rstrip(b"}"))
 
 
 def _mark_value(mark: int) -> str:
@@ -356,7 +351,7 @@ class MarketProcessor:
         work = _Batch()
         n_entries = 0
         for stream, entries in batch.items():
-            p = _partition(stream)
+            p = self._partition(stream)
             if p not in self.owned:
                 continue
             ids = work.acks.setdefault(stream, [])
@@ -505,6 +500,10 @@ class MarketProcessor:
             b"consumer": self._me,
         }
 
+    def _partition(self, stream: bytes) -> int:
+        """The partition of a market-data stream (``...stream:raw_market_data:{3}`` -> 3)."""
+        return self.keys.parse_as(stream, "raw_market_data").partition  # type: ignore[return-value]
+
     def _keys_for(self, ticker: str) -> tuple[str, ...]:
         ks = self._series_keys.get(ticker)
         if ks is None:
@@ -592,7 +591,7 @@ class MarketProcessor:
         high-water mark are skipped and quotes/bars are LAST-policy, so the series stay exact.
         Returns False (nothing written) when a lease moved to another worker.
         """
-        partitions = sorted({_partition(s) for s in work.acks})
+        partitions = sorted({self._partition(s) for s in work.acks})
         if self.cluster:
             return self._commit_cluster(work, partitions)
         leases = [self.keys.partition_lease(p) for p in partitions]
@@ -646,7 +645,7 @@ class MarketProcessor:
         samples = work.samples
         for i in range(0, len(samples), 3):
             key = samples[i]
-            ticker = key[key.index("{") + 1 : key.index("}")]  # type: ignore[union-attr]
+            ticker = Keys.hash_tag(key)  # type: ignore[arg-type]
             by_ticker.setdefault(ticker, []).extend(samples[i : i + 3])
         changes = _state_changes(work)
         epoch_of = {t: self._epoch.get(partition_of(t, self.partitions), 0) for t in set(by_ticker) | set(changes)}

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from headwater.keys import Keys, partition_of
+from headwater.keys import Keys, last_event_field, partition_of
 
 log = logging.getLogger("headwater.streamer.reader")
 
@@ -112,7 +112,7 @@ class PartitionedStreamWriter:
                 continue
             stamp = event.get("s") if ev in ("A", "AM") else event.get("t")
             if isinstance(stamp, int):
-                channel_key = f"{ev}.{sym}"
+                channel_key = last_event_field(ev, sym)
                 if stamp > last_event.get(channel_key, 0):
                     last_event[channel_key] = stamp
                     self._dirty_last.add(channel_key)
