@@ -15,9 +15,12 @@ lives forever. Queue the expiry in the same pipeline/transaction as the write::
     pipe.execute()
 
 Time series get their RETENTION when created (``retention_ms(kind)``); ``alter_retention`` re-applies it to
-existing series, and ``reapply`` (``python -m headwater.retention --apply``) sweeps the keyspace and fixes every
-key of a known kind whose TTL/RETENTION disagrees with this file (keys written before a change, or by a writer
-that forgot).
+existing series. ``kind_of(key)`` says which kind (if any) a key of the schema belongs to. Sweeping the
+keyspace to fix keys whose TTL/RETENTION disagrees with the file (keys written before a change, or by a writer
+that forgot) is a maintenance command on the scheduled side: ``python -m flows.retention --apply``.
+
+This module is policy only: it reads a file and queues commands on a client or pipeline it is given; it
+imports no Redis connection code (``headwater.storage.redis`` imports it, not the other way round).
 
 Redis expiry of an *archived* kind is ``days + grace_days``: the archive flow (daily) copies everything older
 than ``days`` to Blob and deletes it, so Redis only drops data the archive flow had ``grace_days`` to copy.
@@ -25,36 +28,34 @@ than ``days`` to Blob and deletes it, so Redis only drops data the archive flow 
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 import yaml
 
 from headwater.keys import Keys
+from headwater.timeframes import DAY_MS, DAY_S
 
-DAY_S = 86_400
-DAY_MS = DAY_S * 1000
+if TYPE_CHECKING:
+    import redis
+
 RETENTION_FILE = Path(__file__).resolve().parent.parent / "config" / "retention.yaml"
 
 #: The kinds every writer can ask for; ``config/retention.yaml`` must define each of them.
 KINDS = ("ticks", "bars", "news", "social", "documents")
 
-# Which kind a key belongs to (the key without the namespace prefix). Order matters: first match wins.
-_KIND_PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
-    ("ticks", "ts", re.compile(r"^ts:\{[^}]+\}:(price|volume|bid|ask|bid_size|ask_size)$")),
-    ("bars", "ts", re.compile(r"^ts:\{[^}]+\}:(bar|agg|sentiment|mentions):")),
-    ("news", "key", re.compile(r"^news:")),
-    ("social", "key", re.compile(r"^social:")),
-    ("documents", "key", re.compile(r"^doc:.+:chunk:\d+$")),
-)
-_KIND_TYPE = {kind: typ for kind, typ, _ in _KIND_PATTERNS}
+#: The data kind of each key family of ``headwater.keys`` that holds data; other families (streams, indexes,
+#: operational state) have no retention of their own.
+KIND_OF_FAMILY: dict[str, str] = {
+    "tick": "ticks",
+    **dict.fromkeys(("bar", "provider_bar", "sentiment", "mentions"), "bars"),
+    "article": "news", "news_index": "news",
+    "post": "social", "social_index": "social",
+    "chunk": "documents",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,16 +158,10 @@ def cutoff_ms(kind: str, now_ms: int, older_than_days: float | None = None) -> i
     return boundary - boundary % DAY_MS
 
 
-def kind_of(key: str, prefix: str = "") -> str | None:
+def kind_of(key: str | bytes, prefix: str = "") -> str | None:
     """The data kind of a key of the schema (``None`` for operational keys, streams, indexes ...)."""
-    if prefix:
-        if not key.startswith(prefix):
-            return None
-        key = key[len(prefix) :]
-    for kind, _, pattern in _KIND_PATTERNS:
-        if pattern.match(key):
-            return kind
-    return None
+    parsed = Keys(prefix).parse(key)
+    return None if parsed is None else KIND_OF_FAMILY.get(parsed.family)
 
 
 def expire(pipe: redis.Redis | redis.client.Pipeline, kind: str, *keys: str) -> None:
@@ -183,80 +178,5 @@ def alter_retention(pipe: redis.Redis | redis.client.Pipeline, kind: str, *serie
         pipe.execute_command("TS.ALTER", key, "RETENTION", ms)
 
 
-def reapply(client: redis.Redis, keys: Keys, *, dry_run: bool = False, batch: int = 500) -> dict[str, dict[str, int]]:
-    """Sweep every key of the namespace; fix TTLs/RETENTIONs that disagree with the policy.
-
-    Hashes/sorted sets with no TTL get ``ttl_seconds(kind)``; a TTL *longer* than the policy is shortened
-    (a shorter one is left alone: it expires sooner than the policy asks). Series whose RETENTION differs
-    are altered. Returns ``{kind: {"seen": n, "fixed": m}}``.
-    """
-    policy = load_policy()
-    report = {kind: {"seen": 0, "fixed": 0} for kind in policy.hot}
-    pending: list[tuple[str, str]] = []
-
-    def flush() -> None:
-        pipe = client.pipeline(transaction=False)
-        for key, kind in pending:
-            if _KIND_TYPE[kind] == "ts":
-                pipe.execute_command("TS.INFO", key)
-            else:
-                pipe.ttl(key)
-        fix = client.pipeline(transaction=False)
-        for (key, kind), current in zip(pending, pipe.execute(raise_on_error=False)):
-            report[kind]["seen"] += 1
-            if isinstance(current, Exception):
-                continue
-            if _KIND_TYPE[kind] == "ts":
-                wanted = retention_ms(kind)
-                have = current.get(b"retentionTime", current.get("retentionTime")) if isinstance(current, dict) else None
-                if have != wanted:
-                    report[kind]["fixed"] += 1
-                    alter_retention(fix, kind, key)
-            else:
-                wanted_s = ttl_seconds(kind)
-                if current == -1 or current > wanted_s:
-                    report[kind]["fixed"] += 1
-                    expire(fix, kind, key)
-        if not dry_run:
-            fix.execute()
-        pending.clear()
-
-    for raw in client.scan_iter(match=f"{keys.prefix}*", count=1000):
-        key = raw.decode() if isinstance(raw, bytes) else raw
-        kind = kind_of(key, keys.prefix)
-        if kind is not None:
-            pending.append((key, kind))
-            if len(pending) >= batch:
-                flush()
-    if pending:
-        flush()
-    return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m headwater.retention",
-                                     description="Show the retention policy; --apply fixes TTLs/RETENTIONs in Redis.")  # fmt: skip
-    parser.add_argument("--apply", action="store_true", help="sweep the keyspace and re-apply TTLs / RETENTION")
-    parser.add_argument("--dry-run", action="store_true", help="with --apply: count, change nothing")
-    args = parser.parse_args(argv)
-    policy = load_policy()
-    for kind, hot in policy.hot.items():
-        print(f"{kind:<10} hot {hot.days:g} d, Redis expiry {policy.expiry_days(kind):g} d"
-              f"{' (archived to warm)' if hot.archived else ''}  {hot.keys}")  # fmt: skip
-    print(f"warm: {policy.warm_days:g} d; cold: Archive tier after {policy.cold_archive_tier_after_days:g} d, "
-          f"kept >= {policy.cold_min_retention_years:g} years ({', '.join(policy.cold_prefixes)})")  # fmt: skip
-    if args.apply:
-        from headwater.log import setup_logging
-        from headwater.settings import Settings
-        from headwater.storage.redis import connect
-
-        setup_logging()
-        settings = Settings()
-        report = reapply(connect(settings.redis), Keys(settings.redis.key_prefix), dry_run=args.dry_run)
-        for kind, counts in report.items():
-            print(f"{kind:<10} {counts['seen']} keys, {counts['fixed']} {'to fix' if args.dry_run else 'fixed'}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit("the retention command moved: python -m flows.retention [--apply [--dry-run]]")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import redis
 import yaml
 
+from flows.retention import main, reapply
 from headwater import retention
 from headwater.keys import Keys
-from headwater.retention import DAY_MS, DAY_S, KINDS, RETENTION_FILE, parse_policy
+from headwater.retention import KINDS, RETENTION_FILE, parse_policy
+from headwater.timeframes import DAY_MS, DAY_S
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_data_kind_has_a_hot_retention_and_a_ttl() -> None:
@@ -76,12 +82,31 @@ def test_expire_and_reapply_fix_keys_that_lost_their_ttl(r: redis.Redis, key_pre
     r.expire(k.article("a2"), retention.ttl_seconds("news") * 10)
     r.execute_command("TS.CREATE", k.bar("AAPL", "1d", "close"), "RETENTION", 0)
     r.hset(k.checkpoint("job", "x"), "a", "1")  # not a data kind: left alone
-    dry = retention.reapply(r, k, dry_run=True)
+    dry = reapply(r, k, dry_run=True)
     assert dry["social"] == {"seen": 1, "fixed": 1} and r.ttl(k.post("reddit:p1")) == -1
-    report = retention.reapply(r, k)
+    report = reapply(r, k)
     assert report["social"]["fixed"] == 1 and report["news"] == {"seen": 2, "fixed": 1} and report["bars"]["fixed"] == 1
     assert abs(r.ttl(k.post("reddit:p1")) - retention.ttl_seconds("social")) <= 2
     assert r.ttl(k.article("a2")) <= retention.ttl_seconds("news")
     assert r.execute_command("TS.INFO", k.bar("AAPL", "1d", "close"))[b"retentionTime"] == retention.retention_ms("bars")
     assert r.ttl(k.checkpoint("job", "x")) == -1
-    assert retention.reapply(r, k)["bars"]["fixed"] == 0
+    assert reapply(r, k)["bars"]["fixed"] == 0
+
+
+def test_cli_shows_the_policy_and_applies_it(r: redis.Redis, keys: Keys, ops_env: None,
+                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    r.hset(keys.article("a1"), mapping={"title": "no ttl"})
+    assert main(["--apply", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "news       hot 30 d" in out and "news       1 keys, 1 to fix" in out and r.ttl(keys.article("a1")) == -1
+    assert main(["--apply"]) == 0
+    assert "news       1 keys, 1 fixed" in capsys.readouterr().out
+    assert abs(r.ttl(keys.article("a1")) - retention.ttl_seconds("news")) <= 2
+
+
+def test_policy_and_connections_do_not_import_each_other() -> None:
+    """The policy is a leaf of the core: importing it loads no Redis connection code (the old cycle)."""
+    probe = ("import sys, headwater.retention; "
+             "print(sorted(m for m in sys.modules if m in ('headwater.storage.redis', 'redis', 'flows.retention')))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
