@@ -35,15 +35,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from headwater import services  # noqa: E402
+from headwater.keys import BAR_FIELDS  # noqa: E402
+from headwater.timeframes import DAY_MS, NEW_YORK  # noqa: E402
 
 TICKERS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "XOM", "JNJ", "V", "WMT")
-FIELDS = ("open", "high", "low", "close", "volume")
 CHUNK_BARS = 2000
 
 STANDIN = """
@@ -58,7 +58,7 @@ threading.Event().wait()
 def month_end_clock(month: str) -> float:
     """Epoch seconds at 01:00 New York on the next month's first day: the month is over, every bar complete."""
     year, mon = int(month[:4]), int(month[5:])
-    return dt.datetime(year + mon // 12, mon % 12 + 1, 1, 1, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
+    return dt.datetime(year + mon // 12, mon % 12 + 1, 1, 1, 0, tzinfo=NEW_YORK).timestamp()
 
 
 def start_standin(clock: float) -> tuple[subprocess.Popen[str], str]:
@@ -76,7 +76,7 @@ def read_bars(client, keys, tickers: list[str]) -> dict[str, dict[str, list[tupl
     out: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for ticker in tickers:
         out[ticker] = {f: [(int(t), float(v)) for t, v in client.execute_command(
-            "TS.RANGE", keys.provider_bar(ticker, "alphavantage", "1m", f), "-", "+")] for f in FIELDS}  # fmt: skip
+            "TS.RANGE", keys.provider_bar(ticker, "alphavantage", "1m", f), "-", "+")] for f in BAR_FIELDS}  # fmt: skip
     return out
 
 
@@ -85,8 +85,8 @@ def raw_tsmadd(client, keys, bars: dict[str, dict[str, list[tuple[int, float]]]]
     from headwater.storage.redis import ensure_series
 
     for ticker in bars:
-        for f in FIELDS:
-            ensure_series(client, keys.provider_bar(ticker, "alphavantage", "1m", f), 10 * 365 * 86_400_000,
+        for f in BAR_FIELDS:
+            ensure_series(client, keys.provider_bar(ticker, "alphavantage", "1m", f), 10 * 365 * DAY_MS,
                           {"ticker": ticker, "field": f}, duplicate_policy="LAST")  # fmt: skip
     rows = sum(len(b["close"]) for b in bars.values())
     started = time.perf_counter()
@@ -94,7 +94,7 @@ def raw_tsmadd(client, keys, bars: dict[str, dict[str, list[tuple[int, float]]]]
         n = len(fields["close"])
         for start in range(0, n, CHUNK_BARS):
             args: list[object] = []
-            for f in FIELDS:
+            for f in BAR_FIELDS:
                 key = keys.provider_bar(ticker, "alphavantage", "1m", f)
                 for t, v in fields[f][start : start + CHUNK_BARS]:
                     args += (key, t, v)
@@ -155,7 +155,7 @@ def run(tickers: int, month: str, parallel: int, repeat: int = 3, months: int = 
         write_s = statistics.median(t["counts"]["hot_write_ms"] for t, _ in runs) / 1000
         rate, base_rate = stored / elapsed, rows / base_s
         return {
-            "tickers": tickers, "months": months, "last_month": month, "parallel": parallel, "samples_per_row": len(FIELDS), "repeat": repeat,
+            "tickers": tickers, "months": months, "last_month": month, "parallel": parallel, "samples_per_row": len(BAR_FIELDS), "repeat": repeat,
             "rows": stored, "elapsed_s": round(elapsed, 3), "rows_per_s": round(rate),
             "runs_rows_per_s": [round(int(t["counts"]["hot"]) / s) for t, s in runs],
             "hot_write_s": round(write_s, 3), "store_rows_per_s": round(stored / write_s) if write_s else None,

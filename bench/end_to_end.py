@@ -115,13 +115,13 @@ def run_rate(url: str, rate: float, seconds: float, tickers: list[str], tickers_
     received = sum(orjson.loads(client.get(keys.streamer_metrics(c)) or b"{}").get("events", 0) for c in range(2))
     hist: dict[int, int] = {}
     processed = 0
-    for key in client.scan_iter(match=f"{prefix}worker:metrics:*"):
+    for key in client.scan_iter(match=keys.glob_family("worker_metrics")):
         metrics = orjson.loads(client.get(key))
         processed += metrics["trades"] + metrics["quotes"]
         for ms, n in metrics["latency_ms_hist"].items():
             hist[int(ms)] = hist.get(int(ms), 0) + n
     counts = check_trades(client, keys, ws, tickers)
-    for key in client.scan_iter(match=f"{prefix}*", count=5000):
+    for key in client.scan_iter(match=keys.glob(), count=5000):
         client.unlink(key)
     return {
         "target_events_per_s": rate,

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from expectations import articles, bars, context, definition, gx_project_dir, posts
+from headwater.timeframes import DAY_S
 
 SUITES = {m.NAME: m.build_suite for m in (bars, articles, posts)}
 
@@ -20,7 +21,7 @@ SUITES = {m.NAME: m.build_suite for m in (bars, articles, posts)}
 def prune(keep_days: float) -> int:
     """Delete stored validation results older than ``keep_days``; returns how many files went."""
     results = gx_project_dir() / "gx" / "uncommitted" / "validations"
-    cutoff = time.time() - keep_days * 86_400
+    cutoff = time.time() - keep_days * DAY_S
     removed = 0
     for path in results.rglob("*.json") if results.exists() else []:
         if path.stat().st_mtime < cutoff:

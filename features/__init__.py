@@ -23,6 +23,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from headwater.keys import Keys
+from headwater.timeframes import DAY_MS, TIMEFRAMES
 
 FeatureKind = Literal["stream", "batch", "ondemand"]
 Value = float | int | bool | str | np.ndarray | None
@@ -198,7 +199,7 @@ def to_ms(as_of: datetime | int | float | str) -> int:
 
 # -- reading many series in one round trip -----------------------------------------------------------------
 Command = tuple[Any, ...]
-WINDOW_MS: dict[str, int] = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "1d": 86_400_000, "24h": 86_400_000}
+WINDOW_MS: dict[str, int] = {**TIMEFRAMES, "24h": DAY_MS}
 
 
 def samples(reply: list) -> tuple[np.ndarray, np.ndarray]:

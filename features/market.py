@@ -23,8 +23,7 @@ import redis
 
 from features import WINDOW_MS, FeatureSpec, FeatureValue, Job, Value, run_jobs, samples
 from headwater.keys import Keys
-
-MINUTE_MS = 60_000
+from headwater.timeframes import MINUTE_MS, NEW_YORK_TZ
 
 
 # -- pure computations -----------------------------------------------------------------------------------
@@ -80,7 +79,7 @@ def dense_buckets(timestamps: np.ndarray, values: np.ndarray, first_start: int, 
     return out
 
 
-def session_start_ms(t_ms: int, tz: str = "America/New_York") -> int:
+def session_start_ms(t_ms: int, tz: str = NEW_YORK_TZ) -> int:
     """Epoch ms of 00:00 (in ``tz``) of the day that contains ``t_ms``."""
     local = datetime.fromtimestamp(t_ms / 1000, ZoneInfo(tz))
     return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
@@ -126,7 +125,7 @@ def _return_job(keys: Keys, spec: FeatureSpec, ticker: str, t: int) -> Job:
 
 
 def _vwap_job(keys: Keys, spec: FeatureSpec, ticker: str, t: int) -> Job:
-    start = session_start_ms(t, spec.properties.get("session_tz", "America/New_York"))
+    start = session_start_ms(t, spec.properties.get("session_tz", NEW_YORK_TZ))
     price, volume = keys.tick(ticker, "price"), keys.tick(ticker, "volume")
     commands = [
         _buckets(price, start, t, "max", MINUTE_MS, start),

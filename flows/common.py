@@ -57,7 +57,7 @@ from redis.exceptions import ResponseError
 from expectations import Outcome, Quarantined
 from headwater import metrics, retention
 from headwater.config import load_tickers, provider_limits
-from headwater.keys import Keys
+from headwater.keys import BAR_FIELDS, Keys
 from headwater.providers.alphavantage import AlphaVantageClient
 from headwater.providers.http import HttpClient, ProviderError, QuotaExhausted, RateLimited, key_id
 from headwater.providers.newsapi import NewsApiClient
@@ -73,7 +73,6 @@ MAX_HONOURED_WAIT_S = 120.0  # a provider asking for longer stops the run instea
 RETRIES = 3
 RETRY_BASE_S = float(os.environ.get("HEADWATER_FLOW_RETRY_BASE_S") or 1.0)
 RETRY_JITTER = 0.5
-BAR_FIELDS = ("open", "high", "low", "close", "volume")
 QUARANTINE_MAXLEN = 1_000_000
 
 

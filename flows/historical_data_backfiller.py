@@ -48,7 +48,6 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 if __package__ in (None, ""):  # `python flows/historical_data_backfiller.py`: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -65,12 +64,11 @@ from flows import common  # noqa: E402
 from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
 from headwater.settings import BlobSettings  # noqa: E402
 from headwater.storage.blob import BlobStore  # noqa: E402
+from headwater.timeframes import DAY_MS, NEW_YORK  # noqa: E402
 from headwater.warm import BAR_COLUMNS, BAR_SCHEMA, bars_path, session_months  # noqa: E402
 
 FLOW = "historical_data_backfiller"
 JOB = "backfill"
-NEW_YORK = ZoneInfo("America/New_York")
-DAY_MS = 86_400_000
 HOT_MARGIN_MS = DAY_MS  # keep clear of the retention edge: Redis measures it from the series' newest sample
 
 

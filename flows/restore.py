@@ -44,9 +44,10 @@ from azure.core.exceptions import HttpResponseError
 
 from flows.archive import COMPACTED_SOURCE, record_to_hash
 from headwater import audit, retention
-from headwater.keys import TIMEFRAMES, Keys, check_ticker
+from headwater.keys import Keys, check_ticker
 from headwater.storage.blob import BlobStore
 from headwater.storage.redis import ensure_series
+from headwater.timeframes import DAY_S, TIMEFRAMES
 from headwater.warm import BAR_VALUES
 
 DATASETS = ("bars", "signals", "news", "social")
@@ -226,7 +227,7 @@ def restore(client: redis.Redis, live: Keys, store: BlobStore, dataset: str, tic
     check_ticker(ticker)
     target = target_keys(live, into)
     report = RestoreReport(dataset, ticker, start.isoformat(), end.isoformat(), target.prefix or "(live)")
-    replay, ttl_s = into == "replay", int(ttl_days * 86_400)
+    replay, ttl_s = into == "replay", int(ttl_days * DAY_S)
     if dataset in ("bars", "signals"):
         _restore_columnar(client, target, store, report, timeframe, replay, ttl_s)
     else:

@@ -281,6 +281,11 @@ class Keys:
         return f"{self.prefix}json:portfolio:{portfolio_id}"
 
 
+def quota_day_window(day: str) -> str:
+    """The ``quota`` window counting one UTC day's requests: ``day:20240101`` (``day`` as ``YYYYMMDD``)."""
+    return f"day:{day}"
+
+
 def last_event_field(channel: str, ticker: str) -> str:
     """Field of ``streamer:last_event`` for one channel and ticker: ``AM.AAPL``."""
     return f"{channel}.{ticker}"

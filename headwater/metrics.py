@@ -50,7 +50,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from headwater.keys import Keys
+from headwater.keys import Keys, quota_day_window
 
 log = logging.getLogger("headwater.metrics")
 
@@ -324,13 +324,13 @@ class RedisCollector(Collector):
     def _quotas(self) -> Iterator[Metric]:
         today = datetime.now(UTC).strftime("%Y%m%d")
         if today != self._quota_day or time.monotonic() - self._quota_scanned_at > self.QUOTA_SCAN_EVERY_S:
-            pattern = self.keys.glob_family("quota", window=f"day:{today}")
+            pattern = self.keys.glob_family("quota", window=quota_day_window(today))
             self._quota_keys = sorted(_s(k) for k in self.client.scan_iter(match=pattern, count=1000))
             self._quota_scanned_at, self._quota_day = time.monotonic(), today
         parsed = []
         for key in self._quota_keys:
             quota = self.keys.parse(key)
-            if quota is not None and quota.family == "quota" and quota.window == f"day:{today}":
+            if quota is not None and quota.family == "quota" and quota.window == quota_day_window(today):
                 parsed.append((key, str(quota.provider), str(quota.key_id)))
         pipe = self.client.pipeline(transaction=False)
         for key, provider, key_id in parsed:

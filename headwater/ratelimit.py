@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import redis
 
-from headwater.keys import Keys
+from headwater.keys import Keys, quota_day_window
 from headwater.providers.http import QuotaExhausted
+from headwater.timeframes import DAY_S
 
 log = logging.getLogger("headwater.ratelimit")
 
@@ -93,22 +94,22 @@ class SharedRateLimiter:
         self._sleep = sleep
         self._script = client.register_script(_ACQUIRE)
         self._gcra_key = keys.quota(provider, key_id, "gcra")
-        self._day_prefix = keys.quota(provider, key_id, "day")
+        self._keys, self._key_id = keys, key_id
         self._block_key = keys.quota(provider, key_id, "blocked")
         self.waited_s = 0.0
 
     def _day_key(self) -> str:
-        return f"{self._day_prefix}:{time.strftime('%Y%m%d', time.gmtime())}"
+        return self._keys.quota(self.provider, self._key_id, quota_day_window(time.strftime("%Y%m%d", time.gmtime())))
 
     def try_acquire(self) -> tuple[int, float]:
         """One atomic attempt: (0, 0) granted, (1, s) rate wait, (2, s) blocked, (3, s) budget spent."""
         budget = -1 if self.limits.per_day is None else self.limits.per_day
         code, ms = self._script(
             keys=[self._gcra_key, self._day_key(), self._block_key],
-            args=[int(self.limits.interval_ms), max(1, self.limits.burst), budget, 2 * 86_400],
+            args=[int(self.limits.interval_ms), max(1, self.limits.burst), budget, 2 * DAY_S],
         )
         if code == 3:
-            return 3, 86_400 - time.time() % 86_400
+            return 3, DAY_S - time.time() % DAY_S
         return int(code), int(ms) / 1000.0
 
     def acquire(self) -> None:

@@ -14,13 +14,14 @@ session date.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pyarrow as pa
 
-NEW_YORK = ZoneInfo("America/New_York")
-BAR_VALUES = ("open", "high", "low", "close", "volume", "vwap")
+from headwater.keys import AGG_FIELDS
+from headwater.timeframes import NEW_YORK, NEW_YORK_TZ
+
+BAR_VALUES = AGG_FIELDS  # the value columns: every field of a provider's bar
 BAR_COLUMNS = ["ticker", "timeframe", "source", "ts", *BAR_VALUES]
 BAR_SCHEMA = pa.schema([("ticker", pa.string()), ("timeframe", pa.string()), ("source", pa.string()),
                         ("ts", pa.int64())] + [(c, pa.float64()) for c in BAR_VALUES])  # fmt: skip
@@ -46,7 +47,7 @@ def bars_partition(source: str, timeframe: str, ticker: str, ts_ms: int) -> str:
 def session_months(frame: pd.DataFrame) -> pd.Series:
     """``YYYY/MM`` of each bar of a frame (columns ``ts``, ``timeframe``), as ``bars_partition`` files it."""
     utc = pd.to_datetime(frame["ts"], unit="ms", utc=True)
-    local = utc.dt.tz_convert("America/New_York")  # the tz name: pandas' fast path
+    local = utc.dt.tz_convert(NEW_YORK_TZ)  # the tz name: pandas' fast path
     labels = frame["timeframe"].astype(str)
     daily = labels.isin([tf for tf in labels.unique() if is_daily(tf)])
     return local.dt.strftime("%Y/%m").where(~daily, utc.dt.strftime("%Y/%m"))

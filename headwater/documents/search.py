@@ -38,7 +38,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import redis
@@ -46,10 +45,10 @@ from redis.exceptions import ResponseError
 
 from headwater.documents.embed import Embedder, get_embedder, to_bytes
 from headwater.keys import Keys, check_ticker
+from headwater.timeframes import NEW_YORK
 
 log = logging.getLogger("headwater.documents.search")
 
-NEW_YORK = ZoneInfo("America/New_York")
 FORMS = ("10-K", "10-Q", "10-K/A", "10-Q/A", "transcript")
 SOURCES = ("sec", "transcript")
 RRF_K = 60

@@ -31,7 +31,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 import requests
@@ -42,10 +41,10 @@ from headwater.models import Filing
 from headwater.providers.http import BadRequest, HttpClient, MalformedResponse, ProviderError, ProviderTimeout
 from headwater.ratelimit import Limits, SharedRateLimiter
 from headwater.settings import EdgarSettings, ProviderMode, StandInSettings
+from headwater.timeframes import NEW_YORK
 
 log = logging.getLogger("headwater.providers.edgar")
 
-NEW_YORK = ZoneInfo("America/New_York")
 PROVIDER = "sec"
 LIMITER_KEY_ID = "fair-access"  # one budget per requester (SEC counts per organisation), not per worker
 PERIODIC_FORMS: tuple[str, ...] = ("10-K", "10-Q", "10-K/A", "10-Q/A")

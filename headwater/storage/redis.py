@@ -12,12 +12,12 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from headwater import retention
-from headwater.keys import BAR_FIELDS, TICK_FIELDS, TIMEFRAMES, Keys
+from headwater.keys import BAR_FIELDS, TICK_FIELDS, Keys
 from headwater.settings import RedisSettings, StreamSettings
+from headwater.timeframes import TIMEFRAMES
 
 log = logging.getLogger("headwater.storage.redis")
 
-DAY_MS = 86_400_000
 # Server-side compactions of the tick series into bars: (source tick field, aggregation) per bar field.
 BAR_RULES: dict[str, tuple[str, str]] = {
     "open": ("price", "first"),

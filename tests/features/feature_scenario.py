@@ -16,9 +16,11 @@ import redis
 from features.online_store import OnlineLayout
 from headwater.keys import Keys
 from headwater.storage.redis import TimeSeriesLayout, ensure_series
+from headwater.timeframes import DAY_MS as DAY
+from headwater.timeframes import HOUR_MS as HOUR
+from headwater.timeframes import MINUTE_MS as MIN
 
 T = 1_714_577_400_000  # 2024-05-01T15:30:00Z = 11:30 New York (EDT); a whole minute
-MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 SESSION_START = 1_714_536_000_000  # 2024-05-01T04:00:00Z = 00:00 New York
 DIMS = 384
 

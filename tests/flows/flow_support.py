@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 
-NEW_YORK = ZoneInfo("America/New_York")
+from headwater.timeframes import NEW_YORK
 
 
 def new_york(*args: int) -> dt.datetime:

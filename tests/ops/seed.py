@@ -7,16 +7,14 @@ import time
 import redis
 
 from headwater import retention
-from headwater.keys import Keys
-from headwater.retention import DAY_MS
+from headwater.keys import AGG_FIELDS, BAR_FIELDS, Keys
 from headwater.storage.redis import ensure_series
+from headwater.timeframes import DAY_MS
 
 NOW_MS = int(time.time() * 1000)
 TODAY_MS = NOW_MS - NOW_MS % DAY_MS
 OLD_DAYS = [100, 99, 98, 97, 96, 95]  # outside the 90-day hot window of bars
 RECENT_DAYS = [10, 9, 8]
-BAR_FIELDS = ("open", "high", "low", "close", "volume")
-AGG_FIELDS = (*BAR_FIELDS, "vwap")
 
 
 def _value(field: str, day: int) -> float:

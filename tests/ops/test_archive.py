@@ -12,13 +12,13 @@ import redis
 
 from flows.archive import ArchiveContext, ArchiveVerificationError, archive_dataset, posts_partition, record_to_hash
 from headwater import audit, retention
-from headwater.keys import Keys
+from headwater.keys import AGG_FIELDS, BAR_FIELDS, Keys
 from headwater.metrics import counters_key
-from headwater.retention import DAY_MS
 from headwater.storage.blob import PutResult
+from headwater.timeframes import DAY_MS
 
 from .conftest import CountingBlobStore
-from .seed import AGG_FIELDS, BAR_FIELDS, NOW_MS, OLD_DAYS, TODAY_MS, seed_bars, seed_posts, ts_range
+from .seed import NOW_MS, OLD_DAYS, TODAY_MS, seed_bars, seed_posts, ts_range
 
 
 def _parquet_rows(store: CountingBlobStore, path: str) -> list[dict]:

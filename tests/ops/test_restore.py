@@ -12,7 +12,7 @@ from flows.archive import ArchiveContext, archive_dataset
 from flows.restore import restore
 from headwater import audit, retention
 from headwater.keys import REPLAY_PREFIX, Keys
-from headwater.retention import DAY_MS
+from headwater.timeframes import DAY_MS
 
 from .conftest import CountingBlobStore
 from .seed import NOW_MS, OLD_DAYS, TODAY_MS, seed_bars, seed_posts, ts_range
