@@ -55,10 +55,11 @@ def test_old_bars_move_to_parquet_and_only_then_leave_redis(r: redis.Redis, keys
     assert len(rows) == 2 * len(OLD_DAYS)  # one row per (source, day): "ticks" (compacted) and "alphavantage"
     by_id = {(row["source"], row["ts"]): row for row in rows}
     for key, points in written.items():
-        if ":sentiment:" in key:
+        parsed = keys.parse(key)
+        assert parsed is not None
+        if parsed.family == "sentiment":
             continue
-        source = "alphavantage" if ":agg:" in key else "ticks"
-        field = key.rsplit(":", 1)[1]
+        source, field = parsed.source or "ticks", parsed.field
         for t, v in points:
             if t < cutoff:
                 assert by_id[(source, t)][field] == v

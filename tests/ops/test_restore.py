@@ -11,7 +11,7 @@ from flows import restore as restore_module
 from flows.archive import ArchiveContext, archive_dataset
 from flows.restore import restore
 from headwater import audit, retention
-from headwater.keys import REPLAY_PREFIX, Keys
+from headwater.keys import Keys
 from headwater.timeframes import DAY_MS
 
 from .conftest import CountingBlobStore
@@ -41,14 +41,16 @@ def test_restore_reloads_a_date_range_exactly(r: redis.Redis, keys: Keys, store:
                                               archived: dict[str, list[list[float]]]) -> None:  # fmt: skip
     start, end = _day(99), _day(97)  # 3 of the 6 archived days
     report = restore(r, keys, store, "bars", "AAPL", start, end)
-    replay = Keys(keys.prefix + REPLAY_PREFIX)
+    replay = keys.replay()
     lo = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp() * 1000)
     hi = int(datetime(end.year, end.month, end.day, tzinfo=UTC).timestamp() * 1000) + DAY_MS
     assert report.keys == 11 and report.rows == report.verified == 33 and report.rejected == 0 and not report.errors
     for key, points in archived.items():
-        if ":sentiment:" in key:
+        parsed = keys.parse(key)
+        assert parsed is not None
+        if parsed.family == "sentiment":
             continue
-        replay_key = REPLAY_PREFIX.join([keys.prefix, key[len(keys.prefix) :]])
+        replay_key = replay.build(parsed)
         assert ts_range(r, replay_key) == [p for p in points if lo <= p[0] < hi]
         assert 0 < r.ttl(replay_key) <= 7 * 86_400
     info = r.execute_command("TS.INFO", replay.bar("AAPL", "1d", "close"))
@@ -65,7 +67,7 @@ def test_restore_reloads_a_date_range_exactly(r: redis.Redis, keys: Keys, store:
 
 def test_restore_news_and_signals(r: redis.Redis, keys: Keys, store: CountingBlobStore,
                                   archived: dict[str, list[list[float]]]) -> None:  # fmt: skip
-    replay = Keys(keys.prefix + REPLAY_PREFIX)
+    replay = keys.replay()
     news = restore(r, keys, store, "news", "AAPL", _day(45), _day(30))
     assert news.rows == news.verified == 2
     assert r.hget(replay.article("old1"), "title") == b"Title old1" and r.hget(replay.article("old1"), "blob") == b"\xff\xfe binary"
