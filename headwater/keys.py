@@ -9,8 +9,9 @@ A ``prefix`` namespaces the whole schema (tests, several pipelines sharing one R
 
 Reading keys back goes through the same class, never through regexes or slicing elsewhere::
 
-    keys.parse("ts:{AAPL}:bar:1m:close")  # ParsedKey(family="bar", ticker="AAPL", timeframe="1m", field="close")
-    keys.glob_ts()                         # "ts:*" for SCAN MATCH (the prefix's glob characters escaped)
+    keys.parse("ts:{AAPL}:bar:1m:close")  # ParsedKey('bar', ticker='AAPL', timeframe='1m', field='close')
+    keys.build(parsed)                     # the key again
+    keys.glob_ts()                         # "ts:{*}:*" for SCAN MATCH (the prefix's glob characters escaped)
     keys.glob_family("news_index")         # "news:idx:{*}"
 
 A family is named after its builder (``tick``, ``bar``, ``news_index`` ...); the parser of each family is
@@ -405,6 +406,7 @@ def _params(family: str) -> tuple[str, ...]:
 
 
 def _parser(family: str, params: tuple[str, ...]) -> re.Pattern[str]:
+    """The regex of a family's keys (without the prefix), from its builder run on markers for its parts."""
     marks = {p: f"\x00{i}\x00" for i, p in enumerate(params)}
     template = _builder(Keys(), family)(**marks)
     pattern, pos = "", 0
@@ -417,7 +419,15 @@ def _parser(family: str, params: tuple[str, ...]) -> re.Pattern[str]:
 
 
 _PARAMS: dict[str, tuple[str, ...]] = {family: _params(family) for family in FAMILIES}
-_PARSERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
-for _family in FAMILIES:
-    _root = _builder(Keys(), _family)(**{p: "x" for p in _PARAMS[_family]}).split(":", 1)[0]
-    _PARSERS.setdefault(_root, []).append((_family, _parser(_family, _PARAMS[_family])))
+
+
+def _parsers_by_root() -> dict[str, list[tuple[str, re.Pattern[str]]]]:
+    """Each family's parser filed under the first segment of its keys (``ts``, ``news`` ...), in parse order."""
+    by_root: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    for family in FAMILIES:
+        root = _builder(Keys(), family)(**dict.fromkeys(_PARAMS[family], "x")).split(":", 1)[0]
+        by_root.setdefault(root, []).append((family, _parser(family, _PARAMS[family])))
+    return by_root
+
+
+_PARSERS = _parsers_by_root()
