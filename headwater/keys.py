@@ -24,7 +24,7 @@ import inspect
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from headwater.timeframes import TIMEFRAMES  # noqa: F401 - the bar timeframes of ``ts:{T}:bar:{TF}:...``
 
@@ -209,11 +209,13 @@ class Keys:
         rest = name[len(self.prefix) :]
         if rest.startswith(REPLAY_PREFIX):
             return ParsedKey("replay")
-        for family, pattern in _PARSERS.get(rest.split(":", 1)[0], ()):
+        for family, pattern, slots in _PARSERS.get(rest.split(":", 1)[0], ()):
             m = pattern.fullmatch(rest)
             if m:
-                parts = {k: int(v) if k in _INT_PARTS else v for k, v in m.groupdict().items()}
-                return ParsedKey(family, **parts)
+                values: list[Any] = [family, *_NO_PARTS]
+                for (slot, is_int), value in zip(slots, m.groups()):
+                    values[slot] = int(value) if is_int else value
+                return ParsedKey._make(values)
         return None
 
     def parse_as(self, key: str | bytes, family: str) -> ParsedKey:
@@ -307,12 +309,12 @@ def glob_escape(text: str) -> str:
     return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedKey:
+class ParsedKey(NamedTuple):
     """A key read back: its family (the name of the ``Keys`` builder that makes it) and the builder's arguments.
 
     Parts a family does not have are ``None``: ``keys.parse("ts:{AAPL}:price")`` is
-    ``ParsedKey("tick", ticker="AAPL", field="price")``.
+    ``ParsedKey("tick", ticker="AAPL", field="price")``. (A named tuple: immutable and cheap to make, which
+    matters when a SCAN of millions of keys parses each one.)
     """
 
     family: str
@@ -421,13 +423,17 @@ def _parser(family: str, params: tuple[str, ...]) -> re.Pattern[str]:
 _PARAMS: dict[str, tuple[str, ...]] = {family: _params(family) for family in FAMILIES}
 
 
-def _parsers_by_root() -> dict[str, list[tuple[str, re.Pattern[str]]]]:
-    """Each family's parser filed under the first segment of its keys (``ts``, ``news`` ...), in parse order."""
-    by_root: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+def _parsers_by_root() -> dict[str, list[tuple[str, re.Pattern[str], tuple[tuple[int, bool], ...]]]]:
+    """Each family's parser filed under the first segment of its keys (``ts``, ``news`` ...), in parse order,
+    with the ``ParsedKey`` slot of each of its regex groups (and whether the part is an int)."""
+    by_root: dict[str, list[tuple[str, re.Pattern[str], tuple[tuple[int, bool], ...]]]] = {}
     for family in FAMILIES:
-        root = _builder(Keys(), family)(**dict.fromkeys(_PARAMS[family], "x")).split(":", 1)[0]
-        by_root.setdefault(root, []).append((family, _parser(family, _PARAMS[family])))
+        params = _PARAMS[family]
+        root = _builder(Keys(), family)(**dict.fromkeys(params, "x")).split(":", 1)[0]
+        slots = tuple((ParsedKey._fields.index(p), p in _INT_PARTS) for p in params)
+        by_root.setdefault(root, []).append((family, _parser(family, params), slots))
     return by_root
 
 
 _PARSERS = _parsers_by_root()
+_NO_PARTS = (None,) * (len(ParsedKey._fields) - 1)

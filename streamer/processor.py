@@ -642,10 +642,13 @@ class MarketProcessor:
         did commit skip their trades by the mark.
         """
         by_ticker: dict[str, list[object]] = {}
+        ticker_of: dict[object, str] = {}  # series key -> its hash tag (a handful of series, many samples)
         samples = work.samples
         for i in range(0, len(samples), 3):
             key = samples[i]
-            ticker = Keys.hash_tag(key)  # type: ignore[arg-type]
+            ticker = ticker_of.get(key)
+            if ticker is None:
+                ticker = ticker_of[key] = Keys.hash_tag(key)  # type: ignore[arg-type,assignment]
             by_ticker.setdefault(ticker, []).extend(samples[i : i + 3])
         changes = _state_changes(work)
         epoch_of = {t: self._epoch.get(partition_of(t, self.partitions), 0) for t in set(by_ticker) | set(changes)}
