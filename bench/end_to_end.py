@@ -39,10 +39,10 @@ import redis  # noqa: E402
 from headwater import services  # noqa: E402
 from headwater.config import load_tickers  # noqa: E402
 from headwater.keys import Keys  # noqa: E402
+from headwater.timeframes import MINUTE_MS  # noqa: E402
 from standins.polygon_ws import PolygonStandIn  # noqa: E402
 
 PARTITIONS = 4
-MINUTE = 60_000
 
 
 def percentile(hist: dict[int, int], q: float) -> float | None:
@@ -68,7 +68,7 @@ def check_trades(client: redis.Redis, keys: Keys, ws: PolygonStandIn, tickers: l
         volumes = client.execute_command("TS.RANGE", keys.tick(t, "volume"), "-", "+")
         first, last = int(prices[0][0]), int(prices[-1][0])
         expected: dict[int, float] = {}
-        for minute in range((first // MINUTE) * MINUTE, last + 1, MINUTE):
+        for minute in range((first // MINUTE_MS) * MINUTE_MS, last + 1, MINUTE_MS):
             for trade in ws.sim.minute_trades(t, minute):
                 if first <= trade.t_ms <= last:
                     expected[trade.t_ms] = expected.get(trade.t_ms, 0.0) + trade.size
