@@ -6,6 +6,9 @@ import logging
 import os
 import re
 import sys
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 _SECRET_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]+)@", re.I)
 _SECRET_PARAM = re.compile(r"(?P<k>(?:apikey|api_key|apiKey|token|password|AccountKey|SharedAccessSignature|sig)=)(?P<v>[^&;\s\"']+)")
@@ -22,21 +25,36 @@ class _RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class _RedactingJsonFormatter(JsonFormatter):
+    """One JSON object per record (python-json-logger): ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``,
+    ``message``, ``exc_info`` when an exception is attached, plus any ``extra=`` fields; strings redacted
+    before they are serialized (redacting the serialized line could cut through an escape)."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {k: redact(v) if isinstance(v, str) else v for k, v in log_data.items()}
+
+
+def json_formatter() -> logging.Formatter:
+    """The formatter ``HEADWATER_LOG_JSON=1`` uses."""
+    return _RedactingJsonFormatter(
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp=True,
+        json_ensure_ascii=False,
+    )
+
+
 def setup_logging(level: str | int | None = None, json_format: bool | None = None) -> None:
     """Configure the root logger for a CLI: one line per record, secrets redacted.
 
-    ``HEADWATER_LOG_LEVEL`` and ``HEADWATER_LOG_JSON=1`` override the defaults.
+    ``HEADWATER_LOG_LEVEL`` and ``HEADWATER_LOG_JSON=1`` (one JSON object per line, see ``json_formatter``)
+    override the defaults.
     """
     level = level or os.environ.get("HEADWATER_LOG_LEVEL", "INFO")
     if json_format is None:
         json_format = os.environ.get("HEADWATER_LOG_JSON", "") in {"1", "true", "yes"}
-    fmt = (
-        '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-        if json_format
-        else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter(fmt))
+    handler.setFormatter(json_formatter() if json_format else _RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

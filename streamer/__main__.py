@@ -7,6 +7,11 @@
 With no Polygon key the streamer talks to the local WebSocket stand-in (simulated mode); set
 POLYGON_API_KEY (or HEADWATER_POLYGON_API_KEY) for the real feed. Redis is REDIS_URL or the embedded
 Redis Stack started by ``python -m headwater.services up``.
+
+Exit codes of ``stream``: 0 stopped (Ctrl-C, SIGTERM, --duration), 3 the key was rejected (auth_failed),
+4 gave up after HEADWATER_POLYGON_MAX_RECONNECTS failed reconnects in a row (or a protocol error),
+5 max_connections: the key's connection limit is taken (another streamer on the same key?). None of them
+is retried by the streamer itself.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import sys
 
 from headwater.config import load_tickers
 from headwater.log import setup_logging
-from headwater.providers.polygon import PolygonAuthError, PolygonGaveUp, PolygonProtocolError
+from headwater.providers.polygon import PolygonAuthError, PolygonGaveUp, PolygonMaxConnections, PolygonProtocolError
 
 log = logging.getLogger("headwater.streamer")
+EXIT_MAX_CONNECTIONS = 5
 
 
 def _stream(args: argparse.Namespace) -> int:
@@ -38,6 +44,12 @@ def _stream(args: argparse.Namespace) -> int:
     except PolygonAuthError as exc:
         log.error("%s — check POLYGON_API_KEY; not retrying", exc)
         return 3
+    except PolygonMaxConnections as exc:
+        log.error(
+            "%s — the key's connection limit is taken (another streamer on this key?); stop the other one or raise "
+            "the plan's limit; exiting with code %d", exc, EXIT_MAX_CONNECTIONS,
+        )  # fmt: skip
+        return EXIT_MAX_CONNECTIONS
     except (PolygonGaveUp, PolygonProtocolError) as exc:
         log.error("%s", exc)
         return 4

@@ -103,8 +103,7 @@ class PartitionedStreamWriter:
                 continue
             ev = event.get("ev")
             if ev == "status":
-                has_status = True
-                log.info("provider status: %s %s", event.get("status"), event.get("message", ""))
+                has_status = True  # the WebSocket client logs (or raises on) statuses; they are not market data
                 continue
             sym = event.get("sym")
             if not isinstance(sym, str):

@@ -4,6 +4,16 @@ The WebSocket client is deliberately thin: it authenticates, subscribes, hands e
 decoded) to a callback and reconnects with exponential backoff and jitter, re-subscribing each time.
 ``auth_failed`` is fatal (no reconnect loop) and exhausting the reconnect budget raises ``PolygonGaveUp``:
 both are errors a person sees, never a silent stop.
+
+The reconnect budget (``max_reconnects``) counts *consecutive* failed reconnects. A session is healthy --
+and the count starts again after it -- once it is authenticated and subscribed and then either delivered a
+market-data frame or stayed up ``healthy_after_s`` (a quiet feed after hours sends nothing for long
+stretches). A server that accepts, authenticates and drops before either keeps counting, so a flapping
+endpoint still ends in ``PolygonGaveUp`` instead of a reconnect storm.
+
+``max_connections`` (the account's connection limit: another streamer on the same key) raises
+``PolygonMaxConnections`` whether it arrives during the handshake or in the middle of a session, and is
+never retried: reconnecting would evict the other connection, which would reconnect and evict this one.
 """
 
 from __future__ import annotations
@@ -39,7 +49,11 @@ class PolygonGaveUp(RuntimeError):
 
 
 class PolygonProtocolError(RuntimeError):
-    """The server answered something the protocol does not allow (e.g. ``max_connections``)."""
+    """The server answered something the protocol does not allow (an ``error`` status in the handshake)."""
+
+
+class PolygonMaxConnections(PolygonProtocolError):
+    """The server sent ``max_connections``: the key's connection limit is taken (e.g. by a second streamer)."""
 
 
 def subscription_params(tickers: Sequence[str], channels: Sequence[str], wildcard: bool = False) -> list[str]:
@@ -57,6 +71,7 @@ class ConnectionStats:
     bytes: int = 0
     connects: int = 0
     reconnects: int = 0
+    max_connections: int = 0  # max_connections statuses received (each one is fatal)
     last_frame_ms: int = 0
     statuses: list[str] = field(default_factory=list)
 
@@ -77,6 +92,7 @@ class PolygonStream:
         backoff_max_s: float = 30.0,
         name: str = "polygon-0",
         subscribe_chunk: int = 500,
+        healthy_after_s: float = 30.0,
     ) -> None:
         self.url = url
         self._api_key = api_key
@@ -88,7 +104,10 @@ class PolygonStream:
         self.backoff_max_s = backoff_max_s
         self.name = name
         self.subscribe_chunk = subscribe_chunk
+        self.healthy_after_s = healthy_after_s
         self.stats = ConnectionStats()
+        self._healthy = False  # the current session delivered market data (see the module docstring)
+        self._subscribed_at: float | None = None  # monotonic time the current session was subscribed
         self._stop = asyncio.Event()
         self._ws: ClientConnection | None = None
 
@@ -97,24 +116,26 @@ class PolygonStream:
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt)) + 0.05
 
     async def run(self) -> None:
-        """Connect, stream and reconnect until ``stop()``; raises on auth failure or when giving up."""
-        failures = 0
+        """Connect, stream and reconnect until ``stop()``; raises on auth failure, max_connections or giving up."""
+        failures = 0  # consecutive reconnects that did not lead to a healthy session
         while not self._stop.is_set():
+            self._healthy, self._subscribed_at = False, None
             try:
                 await self._session()
-                failures = 0  # a session that ended after streaming resets the budget
-                if self._stop.is_set():
-                    return
-                log.warning("%s: server closed the connection; reconnecting", self.name)
+                return  # only a stop() ends a session without an exception
+            except PolygonMaxConnections as exc:
+                self.stats.max_connections += 1
+                log.error("%s — not reconnecting: that would evict the other connection on this key", exc)
+                raise
             except (PolygonAuthError, PolygonProtocolError):
                 raise
             except (OSError, ConnectionClosed, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
                 if self._stop.is_set():
                     return
-                failures += 1
+                failures = 1 if self._session_was_healthy() else failures + 1
                 if failures > self.max_reconnects:
                     raise PolygonGaveUp(
-                        f"{self.name}: gave up after {self.max_reconnects} failed reconnects to {self.url}: {exc!r}"
+                        f"{self.name}: gave up after {self.max_reconnects} failed reconnects in a row to {self.url}: {exc!r}"
                     ) from exc
                 delay = self.backoff_delay(failures - 1)
                 log.warning(
@@ -126,6 +147,12 @@ class PolygonStream:
                     return
                 except asyncio.TimeoutError:
                     pass
+
+    def _session_was_healthy(self) -> bool:
+        """Authenticated and subscribed, then data arrived or the connection stayed up ``healthy_after_s``."""
+        if self._subscribed_at is None:
+            return False
+        return self._healthy or time.monotonic() - self._subscribed_at >= self.healthy_after_s
 
     async def stop(self) -> None:
         """Close cleanly: the run loop returns instead of reconnecting."""
@@ -143,6 +170,7 @@ class PolygonStream:
                 self.stats.reconnects += 1
                 if self.on_reconnect is not None:
                     await self.on_reconnect(self.stats.reconnects)
+            self._subscribed_at = time.monotonic()
             try:
                 while True:
                     frame = await ws.recv(decode=False)
@@ -151,6 +179,10 @@ class PolygonStream:
                     self.stats.bytes += len(frame)
                     self.stats.last_frame_ms = now_ms
                     await self.on_frame(frame, now_ms)
+                    if b'"status"' in frame:  # rare: parse it (data frames never carry the word)
+                        self._check_statuses(frame)
+                    elif not self._healthy:
+                        self._healthy = True
             except ConnectionClosedOK:
                 if not self._stop.is_set():
                     raise
@@ -166,6 +198,24 @@ class PolygonStream:
             await ws.send(orjson.dumps({"action": "subscribe", "params": params}).decode())
         log.info("%s: authenticated, subscribed %d channels on %s", self.name, len(self.subscriptions), self.url)
 
+    def _check_statuses(self, frame: bytes) -> None:
+        """Status events inside a session: ``max_connections`` is fatal, the rest are logged."""
+        try:
+            events = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return  # the stream writer dead-letters it
+        for event in events if isinstance(events, list) else ():
+            if not isinstance(event, dict) or event.get("ev") != "status":
+                continue
+            status = event.get("status")
+            if status == "success":  # one per subscription param ("subscribed to: T.AAPL")
+                log.debug("%s: %s", self.name, event.get("message", ""))
+                continue
+            self.stats.statuses.append(str(status))
+            if status == "max_connections":
+                raise PolygonMaxConnections(f"{self.name}: max_connections: {event.get('message', '')}")
+            log.warning("%s: provider status %s: %s", self.name, status, event.get("message", ""))
+
     async def _expect_status(self, ws: ClientConnection, wanted: set[str]) -> None:
         while True:
             raw = await asyncio.wait_for(ws.recv(decode=False), timeout=10)
@@ -178,7 +228,9 @@ class PolygonStream:
                     return
                 if status == "auth_failed":
                     raise PolygonAuthError(f"{self.name}: Polygon rejected the API key: {event.get('message', '')}")
-                if status in {"max_connections", "error"}:
+                if status == "max_connections":
+                    raise PolygonMaxConnections(f"{self.name}: max_connections: {event.get('message', '')}")
+                if status == "error":
                     raise PolygonProtocolError(f"{self.name}: {status}: {event.get('message', '')}")
 
 
