@@ -638,8 +638,8 @@ class MarketProcessor:
 
         A ticker's samples, high-water mark and carry commit together, fenced by the partition's lease epoch
         (a deposed owner's late write is refused) and compare-and-set on the mark (a write based on stale
-        state is refused). A refused or crashed batch is not acked: it is redelivered and the tickers that
-        did commit skip their trades by the mark.
+        state is refused). The dead letters follow only when every ticker accepted. A refused or crashed
+        batch is not acked: it is redelivered and the tickers that did commit skip their trades by the mark.
         """
         by_ticker: dict[str, list[object]] = {}
         ticker_of: dict[object, str] = {}  # series key -> its hash tag (a handful of series, many samples)
@@ -676,8 +676,6 @@ class MarketProcessor:
         for name, node_pipe in node_pipes.items():
             results += node_pipe.execute(raise_on_error=False)
             order += placed[name]
-        for fields in work.dead:
-            self.client.xadd(self.keys.dead_letter, fields, maxlen=1_000_000, approximate=True)
         refused = [t for t, r in zip(order, results) if isinstance(r, int) and r < 0]
         for result in results:
             if isinstance(result, Exception):
@@ -689,13 +687,31 @@ class MarketProcessor:
             self.stats.rejected_samples += rejected
             log.warning("%s: %d samples rejected by TimeSeries", self.consumer, rejected)
         if refused:
-            self.stats.aborted_batches += 1
-            log.warning("%s: %d tickers refused the commit (lease moved or stale state); batch left pending", self.consumer, len(refused))
-            for p in {partition_of(t, self.partitions) for t in refused}:
-                self._drop(p)
+            self._refuse_cluster_batch(work, {partition_of(t, self.partitions) for t in refused},
+                                       f"{len(refused)} tickers refused the commit (lease moved or stale state)")  # fmt: skip
             return False
+        if work.dead:
+            # The stream of dead letters lives on its own slot, so it cannot join the per-ticker scripts: it is
+            # written only once every ticker's fence accepted the batch and the leases are still ours (a batch
+            # of nothing but bad entries has no ticker fence). A refused batch writes none; its redelivery does.
+            lost = [p for p, holder in zip(partitions, self._lease_holders(partitions)) if holder != self._me]
+            if lost:
+                self._refuse_cluster_batch(work, set(lost), f"lease of partition(s) {lost} lost before its dead letters")
+                return False
+            for fields in work.dead:
+                self.client.xadd(self.keys.dead_letter, fields, maxlen=1_000_000, approximate=True)
         self._ack(work)
         return True
+
+    def _lease_holders(self, partitions: list[int]) -> list[bytes | None]:
+        return [self.client.get(self.keys.partition_lease(p)) for p in partitions]
+
+    def _refuse_cluster_batch(self, work: _Batch, partitions: set[int], why: str) -> None:
+        """Nothing more of this batch is written (no dead letters, no acks): it stays pending for the new owner."""
+        self.stats.aborted_batches += 1
+        log.warning("%s: %s; batch left pending", self.consumer, why)
+        for p in partitions:
+            self._drop(p)
 
     # -- metrics ---------------------------------------------------------------------------------------------
     def publish_metrics(self) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 
+import orjson
 import pytest
 from pydantic import SecretStr
 from redis.cluster import RedisCluster
@@ -112,3 +113,38 @@ def test_a_deposed_owner_and_a_stale_state_are_refused(cluster_url):
     assert client.hgetall(state) == {b"fence": b"3", b"hwm": b"19000:9", b"carry": b"1700000000002:12.0:3.0"}
     assert [(int(t), float(v)) for t, v in client.execute_command("TS.RANGE", price, "-", "+")] == [
         (1_700_000_000_000, 10.0), (1_700_000_000_001, 11.0)]
+
+
+def test_a_refused_batch_writes_no_dead_letters_and_its_redelivery_writes_them_once(cluster_url):
+    """A deposed owner's late commit is refused by the fence: its dead letters must be refused with it."""
+    client = connect(url=cluster_url)
+    keys = Keys("c3:")
+    settings = StreamSettings(partitions=1, batch_size=100, block_ms=50, lease_ms=5000, claim_idle_ms=1000)
+    old = MarketProcessor(connect(url=cluster_url), keys, settings, consumer="old")
+    old.rebalance()
+    assert old.owned == {0}
+    stream = keys.raw_market_data(0)
+    t0 = 1_732_478_400_000
+    events = [{"ev": "T", "sym": "IBM", "p": 190.0, "s": 10, "t": t0 + 1, "q": 1},
+              {"ev": "T", "sym": "IBM", "p": 190.5, "s": 20, "t": t0 + 2, "q": 2}]  # fmt: skip
+    client.xadd(stream, {"d": orjson.dumps(events), "rt": str(t0)})
+    client.xadd(stream, {"d": b'[{"ev":"T","sym":"IBM","p":-1,"s":1,"t":1732478400003,"q":3}]', "rt": str(t0)})
+    reply = client.xreadgroup(keys.group, "old", {stream: ">"}, count=10)
+    batch = {name if isinstance(name, bytes) else name.encode(): entries for name, entries in reply}
+    # The old owner stalls (GC pause, network); its lease expires and a new owner takes the partition over,
+    # reclaims the pending entries and commits them (IBM's fence moves to the new epoch).
+    client.delete(keys.partition_lease(0))
+    new = MarketProcessor(connect(url=cluster_url), keys, settings, consumer="new")
+    new.rebalance()
+    assert new.owned == {0} and new.stats.reclaimed == 2
+    new.flush_carries()
+    assert client.xlen(keys.dead_letter) == 1
+    # The old owner wakes up and commits the batch it read: refused as a whole, dead letters included.
+    old.process(batch)
+    assert old.stats.aborted_batches == 1 and old.owned == set()
+    assert client.xlen(keys.dead_letter) == 1, "the refused batch dead-lettered its bad entry a second time"
+    (_, letter), = client.xrange(keys.dead_letter)
+    assert letter[b"consumer"] == b"new" and b"greater than 0" in letter[b"reason"]
+    got = [(int(t), float(v)) for t, v in client.execute_command("TS.RANGE", keys.tick("IBM", "volume"), "-", "+")]
+    assert got == [(t0 + 1, 10.0), (t0 + 2, 20.0)]
+    assert client.xpending(stream, keys.group)["pending"] == 0
