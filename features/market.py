@@ -64,8 +64,13 @@ def volume_zscore(volumes: np.ndarray) -> float | None:
 
 
 def spread_bps(bid: float, ask: float) -> float | None:
-    """(ask - bid) / mid in basis points; None if a side is missing (zero)."""
-    if bid <= 0 or ask <= 0:
+    """(ask - bid) / mid in basis points; None if a side is missing (zero) or the pair is crossed (bid > ask).
+
+    The stream processors keep crossed quotes out of the bid/ask series (they go to ``ts:{T}:crossed_*``), so
+    the last stored pair is the last valid quote; the check here guards data written any other way.
+    A locked quote (bid == ask) has a spread of 0.
+    """
+    if bid <= 0 or ask <= 0 or bid > ask:
         return None
     return (ask - bid) / ((ask + bid) / 2.0) * 10_000.0
 

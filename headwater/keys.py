@@ -31,6 +31,8 @@ from headwater.timeframes import TIMEFRAMES  # noqa: F401 - the bar timeframes o
 TICKER_RE = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
 
 TICK_FIELDS: tuple[str, ...] = ("price", "volume", "bid", "ask", "bid_size", "ask_size")
+# Crossed quotes (bid > ask > 0), kept raw beside the valid top of book: ``ts:{T}:crossed_bid`` ...
+CROSSED_QUOTE_FIELDS: tuple[str, ...] = ("crossed_bid", "crossed_ask", "crossed_bid_size", "crossed_ask_size")
 #: Fields of the bars Redis compacts from the tick series (``ts:{T}:bar:{TF}:{FIELD}``).
 BAR_FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 #: Fields of the bars a provider delivers (``ts:{T}:agg:{SOURCE}:{TF}:{FIELD}``): the bar fields and VWAP.
@@ -388,7 +390,7 @@ _PART_RE = {
     "ticker": r"[^{}]+", "partition": r"\d+", "n": r"\d+", "connection": r"\d+",
     **dict.fromkeys(("field", "timeframe", "source", "dataset", "job", "provider", "key_id"), r"[^:{}]+"),
 }  # fmt: skip
-_FAMILY_PART_RE = {("tick", "field"): "|".join(TICK_FIELDS)}  # a tick series is told apart by its field
+_FAMILY_PART_RE = {("tick", "field"): "|".join((*TICK_FIELDS, *CROSSED_QUOTE_FIELDS))}  # a tick series is told apart by its field
 _INT_PARTS = frozenset({"partition", "n", "connection"})
 _WILD = "\x00"  # stands for an unknown part while a builder runs (never in a key)
 

@@ -13,7 +13,10 @@ high-water mark (day, sequence) is skipped, quotes and bars are LAST-policy, so 
 A worker that lost its lease while working gets an aborted EXEC and drops the partition instead of writing.
 
 Series: trades -> ``ts:{T}:price`` (LAST) and ``ts:{T}:volume`` (SUM: two prints in one millisecond add up);
-quotes -> bid/ask/bid_size/ask_size (LAST); minute aggregates -> ``ts:{T}:agg:polygon:1m:*`` (LAST, so
+quotes -> bid/ask/bid_size/ask_size (LAST) -- a crossed quote (bid > ask > 0; real feeds send them) is kept
+raw in ``ts:{T}:crossed_*`` (label ``quality=crossed``) and counted in ``crossed_quotes`` instead, so the
+top-of-book series and the spread features only see valid quotes (a locked quote, bid == ask, is valid);
+minute aggregates -> ``ts:{T}:agg:polygon:1m:*`` (LAST, so
 bars re-fetched by gap fill overwrite themselves with the same value). 1m/5m/1h/1d bars are compacted on the
 server from the tick series (see ``headwater.storage.redis``).
 """
@@ -34,7 +37,7 @@ from redis.cluster import RedisCluster
 from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
-from headwater.keys import AGG_FIELDS, TICK_FIELDS, TICKER_RE, Keys, partition_of
+from headwater.keys import AGG_FIELDS, CROSSED_QUOTE_FIELDS, TICK_FIELDS, TICKER_RE, Keys, partition_of
 from headwater.models import MARKET_EVENT, Bar, Quote, Trade
 from headwater.settings import StreamSettings
 from headwater.storage.redis import TimeSeriesLayout, ensure_series
@@ -144,6 +147,7 @@ class ProcessorStats:
     reclaimed: int = 0
     aborted_batches: int = 0
     fast_path_refusals: int = 0  # events the inline checks refused but the strict model accepted (kept)
+    crossed_quotes: int = 0  # bid > ask > 0: stored in ts:{T}:crossed_*, not in the top-of-book series
     latency_ms_hist: dict[int, int] = field(default_factory=dict)  # bucket (ms, capped) -> count
 
     def as_dict(self) -> dict[str, object]:
@@ -183,6 +187,7 @@ class MarketProcessor:
         self._epoch: dict[int, int] = {}  # partition -> fencing token of our lease
         self.cluster = isinstance(client, RedisCluster)
         self._series_keys: dict[str, tuple[str, ...]] = {}
+        self._crossed_keys: dict[str, tuple[str, ...]] = {}
         self._agg_ready: set[str] = set()
         self._release = client.register_script(_RELEASE)
         self._commit_ticker = client.register_script(_COMMIT_TICKER)
@@ -447,6 +452,9 @@ class MarketProcessor:
                         ):  # fmt: skip
                             n_quotes += 1
                             first_ts = first_ts or t
+                            if bid > ask > 0:  # crossed
+                                self._crossed(sym, t, bid, ask, bid_size, ask_size, samples)
+                                continue
                             ks = series_keys.get(sym) or self._keys_for(sym)
                             samples += (ks[2], t, bid, ks[3], t, ask, ks[4], t, bid_size, ks[5], t, ask_size)
                             continue
@@ -485,9 +493,29 @@ class MarketProcessor:
         elif type(event) is Quote:
             self.stats.fast_path_refusals += 1
             self.stats.quotes += 1
+            if event.bid > event.ask > 0:
+                self._crossed(event.ticker, event.ts, event.bid, event.ask, event.bid_size, event.ask_size, work.samples)
+                return
             ks = self._keys_for(event.ticker)
             work.samples += (ks[2], event.ts, event.bid, ks[3], event.ts, event.ask,
                              ks[4], event.ts, event.bid_size, ks[5], event.ts, event.ask_size)  # fmt: skip
+
+    def _crossed(self, ticker: str, t: int, bid: float, ask: float, bid_size: float, ask_size: float,
+                 samples: list[object]) -> None:  # fmt: skip
+        """Keep a crossed quote raw in its own series (created on first use), out of the top of book."""
+        self.stats.crossed_quotes += 1
+        ks = self._crossed_keys.get(ticker)
+        if ks is None:
+            self._keys_for(ticker)  # the ticker's regular series exist too
+            ks = tuple(self.keys.tick(ticker, f) for f in CROSSED_QUOTE_FIELDS)
+            for key, name in zip(ks, CROSSED_QUOTE_FIELDS):
+                ensure_series(
+                    self.client, key, self.layout.tick_retention_ms,
+                    {"ticker": ticker, "field": name, "kind": "tick", "timeframe": "tick", "source": "polygon",
+                     "quality": "crossed"},
+                )  # fmt: skip
+            self._crossed_keys[ticker] = ks
+        samples += (ks[0], t, bid, ks[1], t, ask, ks[2], t, bid_size, ks[3], t, ask_size)
 
     def _dead(self, stream: bytes, entry_id: bytes, raw: bytes, reason: str) -> dict[bytes, bytes]:
         self.stats.dead_letters += 1
