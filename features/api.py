@@ -26,6 +26,7 @@ from features import FeatureRef, UnknownEntityError, UnknownFeatureError
 from features.agent_state import Portfolio, StateConflictError, StateNotFoundError, UserProfile
 from features.serving import ServingClient
 from headwater.metrics import observe
+from headwater.storage.redis import RETRY_ERRORS
 
 log = logging.getLogger("headwater.features.api")
 
@@ -121,6 +122,16 @@ def _error(status: int, kind: str) -> Callable[[Request, Exception], JSONRespons
     return handler
 
 
+def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Redis is down or restarting (the client's retries are spent): 503, so callers and probes retry."""
+    request.state.redis_unavailable = True
+    log.warning("Redis unavailable while serving %s: %s", request.url.path, exc)
+    return JSONResponse(
+        {"error": "redis_unavailable", "detail": f"Redis is unavailable ({exc}); the request can be retried shortly"},
+        status_code=503, headers={"Retry-After": "1"},
+    )  # fmt: skip
+
+
 def create_app(serving: ServingClient | None = None) -> FastAPI:
     """The app; without ``serving`` it connects to the configured Redis at start-up and closes at shutdown."""
 
@@ -142,6 +153,8 @@ def create_app(serving: ServingClient | None = None) -> FastAPI:
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
+        if getattr(request.state, "redis_unavailable", False):
+            return response  # the latency histogram lives in Redis too: do not wait for it again
         try:
             serving_client = request.app.state.serving
             observe(serving_client._client, serving_client.keys, "serving_request_duration_seconds",  # noqa: SLF001
@@ -156,6 +169,8 @@ def create_app(serving: ServingClient | None = None) -> FastAPI:
     app.add_exception_handler(StateNotFoundError, _error(404, "not_found"))
     app.add_exception_handler(StateConflictError, _error(409, "conflict"))
     app.add_exception_handler(ValueError, _error(400, "bad_request"))
+    for error in RETRY_ERRORS:  # ConnectionError covers "LOADING" while a restarted server reads its AOF
+        app.add_exception_handler(error, _redis_unavailable)
 
     @app.get("/health")
     def health(client: Serving) -> dict[str, str]:

@@ -29,7 +29,7 @@ from headwater.providers.http import ProviderError, call_with_retries, key_id
 from headwater.providers.polygon import PolygonRest, PolygonStream, subscription_params
 from headwater.ratelimit import SharedRateLimiter
 from headwater.settings import Settings
-from headwater.storage.redis import connect, connect_async, resolve_redis_url
+from headwater.storage.redis import RETRY_ERRORS, connect, connect_async, resolve_redis_url
 from headwater.timeframes import MINUTE_MS
 from streamer.reader import PartitionedStreamWriter
 
@@ -143,7 +143,10 @@ class Streamer:
                 await asyncio.gather(*self._gap_tasks, return_exceptions=True)
             for writer in self.writers:
                 await writer.close()
-            await self._publish_metrics()
+            try:
+                await self._publish_metrics()
+            except RETRY_ERRORS as exc:
+                log.warning("could not publish the final streamer metrics: %s", exc)
             await self._client.aclose()
             sync_client.close()
             log.info("stopped: %s", self.totals())
@@ -158,6 +161,7 @@ class Streamer:
             "reconnects": sum(s.stats.reconnects for s in self.streams),
             "gap_filled_bars": self.gap_filled_bars,
             "backpressure_waits": sum(w.stats.backpressure_waits for w in self.writers),
+            "redis_retries": sum(w.stats.redis_retries for w in self.writers),
         }
 
     # -- gap fill ----------------------------------------------------------------------------------------
@@ -191,7 +195,7 @@ class Streamer:
                     lambda t=ticker, s=start: self.rest.aggregates(t, s, last_complete),
                     describe=f"gap fill {ticker}",
                 )
-            except ProviderError as exc:
+            except (ProviderError, *RETRY_ERRORS) as exc:  # Redis errors: the shared rate limiter lives there
                 log.error("polygon-%d: gap fill for %s failed, minutes %d..%d stay missing: %s", c, ticker, start, last_complete, exc)
                 continue
             events = [
@@ -223,4 +227,7 @@ class Streamer:
     async def _publish_metrics_forever(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            await self._publish_metrics()
+            try:
+                await self._publish_metrics()
+            except RETRY_ERRORS as exc:  # Redis restarting: the next second tries again
+                log.debug("could not publish streamer metrics: %s", exc)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -40,7 +41,7 @@ from redis.exceptions import ResponseError
 from headwater.keys import AGG_FIELDS, CROSSED_QUOTE_FIELDS, TICK_FIELDS, TICKER_RE, Keys, partition_of
 from headwater.models import MARKET_EVENT, Bar, Quote, Trade
 from headwater.settings import StreamSettings
-from headwater.storage.redis import TimeSeriesLayout, ensure_series
+from headwater.storage.redis import RETRY_ERRORS, TimeSeriesLayout, ensure_series
 from headwater.storage.transaction import guarded_transaction
 from headwater.timeframes import DAY_MS
 
@@ -148,6 +149,7 @@ class ProcessorStats:
     aborted_batches: int = 0
     fast_path_refusals: int = 0  # events the inline checks refused but the strict model accepted (kept)
     crossed_quotes: int = 0  # bid > ask > 0: stored in ts:{T}:crossed_*, not in the top-of-book series
+    redis_outages: int = 0  # times Redis stopped answering mid-cycle (the worker waited and resumed)
     latency_ms_hist: dict[int, int] = field(default_factory=dict)  # bucket (ms, capped) -> count
 
     def as_dict(self) -> dict[str, object]:
@@ -305,13 +307,50 @@ class MarketProcessor:
             while not (should_stop() or self.stopping):
                 if max_batches is not None and self.stats.batches >= max_batches:
                     break
-                self.step()
+                try:
+                    self.step()
+                except RETRY_ERRORS as exc:  # the client's own retries are spent: Redis is down or restarting
+                    self.ride_out_outage(exc, should_stop)
         finally:
-            for p in sorted(self.owned):
-                self.release(p)
-            self.client.zrem(self.keys.workers_alive, self.consumer)
-            self.publish_metrics()
+            try:
+                for p in sorted(self.owned):
+                    self.release(p)
+                self.client.zrem(self.keys.workers_alive, self.consumer)
+                self.publish_metrics()
+            except RETRY_ERRORS as exc:
+                log.warning("%s: Redis unavailable at shutdown (%s); my leases expire within %d ms", self.consumer, exc, self.lease_ms)
             log.info("%s: stopped after %d events (%d dead letters)", self.consumer, self.stats.events, self.stats.dead_letters)
+
+    def ride_out_outage(self, exc: Exception, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Redis stopped answering mid-cycle: forget what is held in memory, wait for Redis with backoff, resume.
+
+        The batch in flight was not acked. If its commit landed, the redelivered trades are at or below the
+        committed marks and are skipped; if it did not, they are written then. The in-memory marks and carries
+        may be ahead of what was committed, so every partition is dropped here and re-acquired by the next
+        rebalance once Redis answers: state reloaded from Redis, pending entries (ours included) reclaimed.
+        """
+        self.stats.redis_outages += 1
+        started = time.monotonic()
+        held = sorted(self.owned)
+        for p in held:
+            self._drop(p)
+        log.error("%s: Redis unavailable (%s); dropped partitions %s, waiting for Redis with backoff", self.consumer, exc, held)
+        attempt = 0
+        while not (should_stop() or self.stopping):
+            time.sleep(random.uniform(0, min(5.0, 0.1 * 2**attempt)) + 0.05)  # full jitter: workers do not stampede
+            try:
+                self.client.ping()  # a restarted server answers LOADING (a ConnectionError) until its AOF is read
+            except RETRY_ERRORS:
+                attempt += 1
+                continue
+            for p in held:  # hand our leases back now rather than make everyone wait for them to expire
+                try:
+                    self._release(keys=[self.keys.partition_lease(p)], args=[self.consumer])
+                except RETRY_ERRORS:
+                    break
+            self._next_rebalance = self._next_sweep = 0.0
+            log.warning("%s: Redis answers again after %.1f s; re-acquiring partitions", self.consumer, time.monotonic() - started)
+            return
 
     def step(self) -> int:
         """One read-process-commit cycle; returns the number of entries handled."""

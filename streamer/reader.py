@@ -10,12 +10,15 @@ one is, new entries collect in the next batch (so batches grow exactly when Redi
 ``max_pending_events``. Past that the reader waits for Redis (so the socket is read no faster than Redis
 absorbs), and counts the wait in ``backpressure_waits`` / ``backpressure_s``, which the status command and
 the log show. Nothing is ever dropped here: an entry either reaches Redis or the streamer stops with an error.
+While Redis is down (a restart, a failover) a batch is retried with capped backoff for up to ``max_outage_s``
+(5 minutes), its entries and the ones arriving meanwhile held in memory (bounded as above).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from dataclasses import dataclass
 
@@ -56,6 +59,7 @@ class PartitionedStreamWriter:
         flush_interval_s: float = 0.005,
         max_batch_entries: int = 256,
         max_pending_events: int = 100_000,
+        max_outage_s: float = 300.0,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -67,6 +71,7 @@ class PartitionedStreamWriter:
         self.flush_interval_s = flush_interval_s
         self.max_batch_entries = max_batch_entries
         self.max_pending_events = max_pending_events
+        self.max_outage_s = max_outage_s
         self.stats = ReaderStats()
         self.last_event: dict[str, int] = {}  # "T.AAPL" -> ms of the newest event seen
         self._dirty_last: set[str] = set()
@@ -180,7 +185,14 @@ class PartitionedStreamWriter:
         self._inflight = asyncio.create_task(self._send(batch, last))
 
     async def _send(self, batch: list[tuple[str, dict[bytes, bytes]]], last: dict[str, int]) -> None:
-        for attempt in range(8):
+        """Write one batch; while Redis is down (restart, failover) retry with capped backoff and jitter.
+
+        Meanwhile new frames collect in the next batch up to ``max_pending_events``, then the socket is not
+        read (back-pressure). Only an outage longer than ``max_outage_s`` stops the streamer, with an error.
+        """
+        started = time.monotonic()
+        attempt = 0
+        while True:
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
                     for stream, fields in batch:
@@ -190,15 +202,22 @@ class PartitionedStreamWriter:
                     await pipe.execute()
                 self.stats.entries += len(batch)
                 self.stats.flushes += 1
+                if attempt:
+                    log.warning("Redis answers again: wrote %d entries after %.1f s", len(batch), time.monotonic() - started)
                 return
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 # A retried pipeline may repeat XADDs that landed before the error: the processors skip
                 # trades at or below their per-ticker sequence high-water mark, and quotes/bars are LAST.
                 self.stats.redis_retries += 1
-                delay = min(5.0, 0.05 * 2**attempt)
-                log.warning("Redis unavailable while flushing %d entries (%s); retry in %.2fs", len(batch), exc, delay)
+                waited = time.monotonic() - started
+                if waited > self.max_outage_s:
+                    raise RuntimeError(
+                        f"could not write {len(batch)} stream entries to Redis for {waited:.0f} s: {exc}; stopping"
+                    ) from exc
+                delay = random.uniform(0.5, 1.0) * min(5.0, 0.05 * 2**attempt)
+                attempt += 1
+                log.warning("Redis unavailable while flushing %d entries (%s); retry %d in %.2fs", len(batch), exc, attempt, delay)
                 await asyncio.sleep(delay)
-        raise RuntimeError(f"could not write {len(batch)} stream entries to Redis after 8 attempts; stopping")
 
     async def run_flusher(self) -> None:
         """Flush on a timer too: entries that arrived while a flush was in flight go out within ``flush_interval``."""

@@ -8,8 +8,13 @@ from collections.abc import Iterable
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from headwater import retention
 from headwater.keys import BAR_FIELDS, TICK_FIELDS, Keys
@@ -18,6 +23,21 @@ from headwater.timeframes import TIMEFRAMES
 
 log = logging.getLogger("headwater.storage.redis")
 
+# Every client retries a command on connection errors and timeouts (a Redis restart, a failover; "LOADING" while a
+# restarted server reads its AOF is a ConnectionError too) with exponential backoff and full jitter: 5 retries,
+# 50 ms doubling to at most 1 s (~1.5 s in all). Longer outages surface as ConnectionError to the loops, which
+# back off and resume on their own (streamer/reader.py, streamer/processor.py, the flows' task retries), and to
+# the feature API, which answers 503.
+RETRY_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+
+def retry_policy() -> Retry:
+    """A fresh retry policy for one sync client (redis-py copies it per connection)."""
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=5, supported_errors=RETRY_ERRORS)
+
+
+def async_retry_policy() -> AsyncRetry:
+    return AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=5, supported_errors=RETRY_ERRORS)
 # Server-side compactions of the tick series into bars: (source tick field, aggregation) per bar field.
 BAR_RULES: dict[str, tuple[str, str]] = {
     "open": ("price", "first"),
@@ -56,16 +76,16 @@ def connect(settings: RedisSettings | None = None, *, url: str | None = None, **
     settings = settings or RedisSettings()
     url = url or resolve_redis_url(settings)
     options = {"socket_timeout": settings.socket_timeout_s, "socket_connect_timeout": settings.socket_timeout_s, **kwargs}
-    if is_cluster(url):
+    if is_cluster(url):  # the cluster client's own retry also refreshes the slot map
         return RedisCluster.from_url(url, **options)  # type: ignore[return-value]
-    return redis.Redis.from_url(url, health_check_interval=30, **options)
+    return redis.Redis.from_url(url, health_check_interval=30, **{"retry": retry_policy(), **options})
 
 
 def connect_async(url: str) -> aioredis.Redis:
     """An asyncio client (cluster-aware like ``connect``) for the streamer."""
     if is_cluster(url):
         return AsyncRedisCluster.from_url(url)  # type: ignore[return-value]
-    return aioredis.Redis.from_url(url)
+    return aioredis.Redis.from_url(url, retry=async_retry_policy())
 
 
 class TimeSeriesLayout:
