@@ -84,6 +84,34 @@ def test_a_connection_that_never_becomes_healthy_still_gives_up(redis_url, key_p
         assert all(e["ev"] == "status" for f in frames for e in orjson.loads(f))  # no market data ever arrived
 
 
+def test_a_quiet_connection_that_stays_up_counts_as_healthy():
+    """No market data (a quiet feed after hours), but each session lasts longer than ``healthy_after_s``."""
+    import asyncio
+
+    with PolygonStandIn(tickers=TICKERS, events_per_second=100) as ws:
+        ws.pause(120)
+
+        async def scenario() -> PolygonStream:
+            stream = PolygonStream(ws.url, SecretStr("demo-key"), ["T.AAPL"], _ignore, max_reconnects=1,
+                                   backoff_base_s=0.05, backoff_max_s=0.1, healthy_after_s=0.3)  # fmt: skip
+            task = asyncio.create_task(stream.run())
+            for n in range(4):  # four drops with a budget of one
+                while stream.stats.connects <= n:
+                    assert not task.done(), task
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(ws.drop_connections, 1011)
+            while stream.stats.connects < 5:
+                assert not task.done(), task.exception()
+                await asyncio.sleep(0.02)
+            await stream.stop()
+            await task
+            return stream
+
+        stream = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+    assert stream.stats.reconnects == 4
+
+
 def _stream_cli(ws_url: str, redis_url: str, prefix: str, log_path: Path) -> subprocess.Popen:
     env = {
         **os.environ, "REDIS_URL": redis_url, "HEADWATER_REDIS_KEY_PREFIX": prefix, "HEADWATER_POLYGON_WS_URL": ws_url,
