@@ -24,7 +24,9 @@ How it keeps up with tens of thousands of events/s in Python:
   falls ``max_buffer_bytes`` behind is disconnected, as Polygon does when its server-side buffer fills.
 
 Fault injection (thread-safe, for tests and demos): ``drop_connections``, ``disconnect_after_events``,
-``pause`` and ``inject_raw``.
+``pause`` and ``inject_raw``; ``max_connections_per_key`` makes the connection limit real: the status
+``[{"ev":"status","status":"max_connections","message":...}]`` and a 1008 close go to the new connection
+(``max_connections_policy="reject_new"``) or to the oldest one on that key (``"evict_oldest"``).
 """
 
 from __future__ import annotations

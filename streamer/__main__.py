@@ -46,8 +46,8 @@ def _stream(args: argparse.Namespace) -> int:
         return 3
     except PolygonMaxConnections as exc:
         log.error(
-            "%s — the key's connection limit is taken (another streamer on this key?); stop the other one or raise "
-            "the plan's limit; exiting with code %d", exc, EXIT_MAX_CONNECTIONS,
+            "%s — the key's connection limit is taken (another streamer on this key, or HEADWATER_POLYGON_CONNECTIONS "
+            "above the plan's limit); stop the other one or raise the limit; exiting with code %d", exc, EXIT_MAX_CONNECTIONS,
         )  # fmt: skip
         return EXIT_MAX_CONNECTIONS
     except (PolygonGaveUp, PolygonProtocolError) as exc:
