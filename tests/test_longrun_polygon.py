@@ -172,9 +172,11 @@ def test_max_connections_raises_its_own_exception(redis_url, key_prefix, r, capl
 
         async def intrude() -> None:
             task = asyncio.create_task(intruder.run())
-            await asyncio.sleep(1.5)
+            while intruder.stats.connects == 0 and not task.done():
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(run.thread.join, 30)  # the evicted streamer stops on its own
             await intruder.stop()
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=30)
 
         with caplog.at_level(logging.ERROR, logger="headwater.providers.polygon"):
             asyncio.run(intrude())

@@ -163,6 +163,8 @@ class PolygonStream:
     async def _session(self) -> None:
         async with connect(self.url, max_size=2**24, open_timeout=10, ping_interval=20, ping_timeout=20) as ws:
             self._ws = ws
+            if self._stop.is_set():  # stop() came while connecting: it had no socket to close
+                return
             await self._handshake(ws)
             reconnected = self.stats.connects > 0
             self.stats.connects += 1
