@@ -1,82 +1,86 @@
 """``idx:documents`` (RediSearch over the ``doc:{DOC_ID}:chunk:{N}`` hashes) and the chunk writes.
 
-Schema (docs/redis-keys.md): TAG ``doc_id ticker form source section``, NUMERIC ``position``,
-``public_ms`` (SORTABLE), ``period``, TEXT ``text``, VECTOR ``embedding`` HNSW FLOAT32 COSINE with the
-model's dimensions. ``blob_url`` and ``content_hash`` are stored, not indexed. The index name and the
-PREFIX come from ``Keys``, so a namespaced pipeline (or test) has its own index over its own chunks.
+Schema (docs/redis-keys.md), declared as a redisvl ``IndexSchema``: TAG ``doc_id ticker form source
+section``, NUMERIC ``position``, ``public_ms`` (SORTABLE), ``period``, TEXT ``text``, VECTOR ``embedding``
+HNSW FLOAT32 COSINE with the model's dimensions. ``blob_url`` and ``content_hash`` are stored, not indexed.
+The index name and the PREFIX come from ``Keys``, so a namespaced pipeline (or test) has its own index over
+its own chunks.
 
 A document's chunks are replaced in one MULTI/EXEC: the new chunk hashes, then the removal of chunks past
-the new end (a shorter re-filing), so a reader never sees a mix of two versions.
+the new end (a shorter re-filing), so a reader never sees a mix of two versions. (redisvl's ``load`` writes
+records one by one and cannot remove the stale ones, so the writes stay here.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import redis
-from redis.exceptions import ResponseError
+from redisvl.exceptions import RedisSearchError
+from redisvl.index import SearchIndex
+from redisvl.schema import IndexSchema
 
 from headwater.keys import Keys
 
 DEFAULT_DIMS = 384
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
+TAGS = ("doc_id", "ticker", "form", "source", "section")
 _PROBE = 64
 
 
-def index_args(keys: Keys, dims: int = DEFAULT_DIMS, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION) -> list[Any]:
-    """The FT.CREATE arguments of ``idx:documents``."""
-    return [
-        "FT.CREATE", keys.documents_index, "ON", "HASH", "PREFIX", 1, keys.chunk_prefix,
-        "SCHEMA",
-        "doc_id", "TAG", "ticker", "TAG", "form", "TAG", "source", "TAG", "section", "TAG",
-        "position", "NUMERIC", "public_ms", "NUMERIC", "SORTABLE", "period", "NUMERIC",
-        "text", "TEXT",
-        "embedding", "VECTOR", "HNSW", 10, "TYPE", "FLOAT32", "DIM", dims, "DISTANCE_METRIC", "COSINE",
-        "M", m, "EF_CONSTRUCTION", ef_construction,
-    ]  # fmt: skip
+@lru_cache(maxsize=64)
+def documents_schema(keys: Keys, dims: int = DEFAULT_DIMS, *, m: int = HNSW_M,
+                     ef_construction: int = HNSW_EF_CONSTRUCTION) -> IndexSchema:  # fmt: skip
+    """The schema of ``idx:documents`` (built once per prefix and dimensions; do not mutate it)."""
+    return IndexSchema.from_dict({
+        "index": {"name": keys.documents_index, "prefix": keys.chunk_prefix, "storage_type": "hash"},
+        "fields": [
+            *({"name": name, "type": "tag"} for name in TAGS),
+            {"name": "position", "type": "numeric"},
+            {"name": "public_ms", "type": "numeric", "attrs": {"sortable": True}},
+            {"name": "period", "type": "numeric"},
+            {"name": "text", "type": "text"},
+            {"name": "embedding", "type": "vector", "attrs": {
+                "algorithm": "hnsw", "datatype": "float32", "distance_metric": "cosine", "dims": dims,
+                "m": m, "ef_construction": ef_construction}},
+        ],
+    })  # fmt: skip
+
+
+def documents_index(client: redis.Redis, keys: Keys, dims: int = DEFAULT_DIMS, **hnsw: int) -> SearchIndex:
+    """A redisvl handle on ``idx:documents`` (it does not create the index)."""
+    return SearchIndex(documents_schema(keys, dims, **hnsw), redis_client=client)
 
 
 def ensure_documents_index(client: redis.Redis, keys: Keys, dims: int = DEFAULT_DIMS, **hnsw: int) -> bool:
     """Create ``idx:documents`` if missing (True if created); refuse an existing one of other dimensions."""
-    try:
-        client.execute_command(*index_args(keys, dims, **hnsw))
+    existing = ensure_index(documents_index(client, keys, dims, **hnsw))
+    if existing is None:
         return True
-    except ResponseError as exc:
-        if "already exists" not in str(exc).lower():
-            raise
-    existing = index_dims(client, keys.documents_index)
-    if existing is not None and existing != dims:
+    field = existing.fields.get("embedding")
+    existing_dims = getattr(field.attrs, "dims", None) if field is not None else None
+    if existing_dims is not None and existing_dims != dims:
         raise RuntimeError(
-            f"{keys.documents_index} holds {existing}-dimensional vectors but the embedding model makes {dims}: "
+            f"{keys.documents_index} holds {existing_dims}-dimensional vectors but the embedding model makes {dims}: "
             "re-index with the new model under another key prefix, or keep the model"
         )
     return False
 
 
-def index_dims(client: redis.Redis, index: str) -> int | None:
-    """The DIM of the ``embedding`` field of an existing index (None if not found)."""
-    info = client.execute_command("FT.INFO", index)
-    pairs = _as_dict(info)
-    for attribute in pairs.get("attributes", []):
-        fields = _as_dict(attribute)
-        if str(fields.get("identifier", "")) == "embedding":
-            for name in ("dim", "DIM"):
-                if name in fields:
-                    return int(fields[name])
-    return None
-
-
-def _as_dict(reply: Any) -> dict[str, Any]:
-    def text(value: Any) -> Any:
-        return value.decode() if isinstance(value, bytes) else value
-
-    if isinstance(reply, dict):
-        return {str(text(k)): text(v) if not isinstance(v, (list, dict)) else v for k, v in reply.items()}
-    return {str(text(reply[i])): text(reply[i + 1]) if not isinstance(reply[i + 1], (list, dict)) else reply[i + 1]
-            for i in range(0, len(reply) - 1, 2)}  # fmt: skip
+def ensure_index(index: SearchIndex) -> IndexSchema | None:
+    """Create ``index`` if missing (None), else the schema the existing index has (race-safe)."""
+    if not index.exists():
+        try:
+            index.create()
+            return None
+        except RedisSearchError as exc:  # another process created it in between
+            if "already exists" not in str(exc).lower():
+                raise
+    return SearchIndex.from_existing(index.name, redis_client=index.client).schema
 
 
 @dataclass(frozen=True)
