@@ -5,7 +5,8 @@ The model is ``HEADWATER_EMBEDDING_MODEL`` (default ``all-MiniLM-L6-v2``): that 
 package with ``HF_HUB_OFFLINE=1`` -- nothing is downloaded; a filesystem path loads that folder; any other
 name is passed to sentence-transformers as is (it needs the model in the local Hugging Face cache, or
 network access with ``HF_HUB_OFFLINE=0``). Vectors are L2-normalised float32, so cosine similarity is a dot
-product; ``idx:documents`` stores them as little-endian FLOAT32 bytes.
+product; ``idx:documents`` stores them as little-endian FLOAT32 bytes. ``EmbedderVectorizer`` hands an
+``Embedder`` to redisvl (its ``SemanticCache`` wants a vectorizer; nothing is fetched from a hub).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import PrivateAttr
+from redisvl.utils.vectorize import BaseVectorizer
 
 log = logging.getLogger("headwater.documents.embed")
 
@@ -92,6 +95,25 @@ class Embedder:
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+
+class EmbedderVectorizer(BaseVectorizer):
+    """An ``Embedder`` as a redisvl vectorizer (``None``: the process-wide default model, loaded on first use)."""
+
+    _embedder: Embedder | None = PrivateAttr(default=None)
+
+    def __init__(self, embedder: Embedder | None, dims: int) -> None:
+        super().__init__(model=embedder.name if embedder is not None else resolve_model()[0], dims=dims)
+        self._embedder = embedder
+
+    def _model(self) -> Embedder:
+        return self._embedder or get_embedder()
+
+    def _embed(self, content: Any, **kwargs: Any) -> list[float]:
+        return self._model().encode_one(str(content)).tolist()
+
+    def _embed_many(self, contents: list[Any], batch_size: int = 10, **kwargs: Any) -> list[list[float]]:
+        return self._model().encode([str(c) for c in contents], batch_size).tolist()
 
 
 def to_bytes(vector: np.ndarray) -> bytes:

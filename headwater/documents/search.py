@@ -1,25 +1,29 @@
 """Document retrieval for agents: ``search_documents(query, ticker=None, forms=None, as_of=None, k=5)``.
 
-Hybrid search over ``idx:documents`` in one round trip: a KNN query on the query's embedding and a BM25
-full-text query on its words, both under the same TAG/NUMERIC filter, fused by reciprocal rank
-(``1/(60 + rank)`` summed over the two lists). Each hit carries its fused ``score``, its cosine
-``similarity`` to the query, its ``text_score`` (BM25, when the words matched) and its provenance: the
-raw document's ``blob_url``, ``doc_id``, ``section`` and ``position``, and ``public_ms``.
+Hybrid search over ``idx:documents`` in one round trip: a redisvl ``VectorQuery`` (KNN on the query's
+embedding) and a BM25 full-text ``FilterQuery`` on its words, both under the same TAG/NUMERIC filter
+(redisvl ``Tag``/``Num``/``Text`` filters), pipelined and fused here by reciprocal rank (``1/(60 + rank)``
+summed over the two lists). The fusion is the one hand-written step: Redis Stack 7.4 (search 2.10) has no
+server-side fusion (``FT.HYBRID``, redisvl's ``HybridQuery``, needs Redis 8.4). Each hit carries its fused
+``score``, its cosine ``similarity`` to the query, its ``text_score`` (BM25, when the words matched) and its
+provenance: the raw document's ``blob_url``, ``doc_id``, ``section`` and ``position``, and ``public_ms``.
 
 Point in time: ``as_of`` (a timezone-aware datetime, an ISO string, epoch ms, or a date = the end of that
 New York day) adds ``@public_ms:[-inf as_of]`` to both queries: a filing accepted, or a call held, after
 ``as_of`` is never returned. Naive datetimes are refused (their time zone would be a guess).
 
 Escaping: user text never reaches a query string unescaped. The vector part carries no user text at all
-(the vector is a query parameter); the text part keeps only the query's ASCII words, each escaped, OR-ed
-inside ``@text:(...)``; ``ticker``, ``forms`` and ``sources`` are validated and TAG-escaped. A query made of
-RediSearch syntax (``@ticker:{AAPL} | -foo* {bar}``) is searched as the words ``ticker AAPL foo bar``.
+(the vector is a query parameter); the text part keeps only the query's ASCII words (letters and digits, so
+nothing is left to escape), OR-ed inside ``@text:(...)``; ``ticker``, ``forms`` and ``sources`` are validated
+and TAG-escaped by redisvl's ``Tag`` filter. A query made of RediSearch syntax (``@ticker:{AAPL} | -foo*
+{bar}``) is searched as the words ``ticker AAPL foo bar``.
 
-Semantic cache: ``idx:semantic_cache`` (a FLAT vector index -- exact, and small thanks to the TTL) over
-``cache:query:{HASH}`` hashes holding a past query's vector, its filter scope and its answer. A new query
-whose vector is within ``cache_threshold`` cosine similarity of a cached one with the *same* scope
-(ticker, forms, sources, as_of, k, mode, model) gets that answer. Entries expire after ``cache_ttl_s``
-(default 900 s): queries without ``as_of`` ("now") may miss documents indexed within that window.
+Semantic cache: redisvl's ``SemanticCache`` on ``idx:semantic_cache`` (a FLAT COSINE index, exact and small
+thanks to the TTL) over ``cache:query:{HASH}`` hashes holding a past query's vector, its filter ``scope`` and
+its answer (JSON). A new query whose vector is within ``cache_threshold`` cosine similarity of a cached one
+with the *same* scope (ticker, forms, sources, as_of, k, mode, model) gets that answer. Entries expire
+``cache_ttl_s`` after they were stored (default 900 s; a hit does not extend them): queries without
+``as_of`` ("now") may miss documents indexed within that window.
 
 CLI: ``python -m headwater.documents.search "query" --ticker AAPL --as-of 2024-06-30 [--form 10-K] [--k 5]``.
 """
@@ -31,6 +35,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -42,8 +47,14 @@ from typing import Any
 import numpy as np
 import redis
 from redis.exceptions import ResponseError
+from redisvl.exceptions import RedisSearchError
+from redisvl.extensions.cache.llm import SemanticCache
+from redisvl.index import SearchIndex
+from redisvl.query import FilterQuery, VectorQuery
+from redisvl.query.filter import FilterExpression, Num, Tag, Text
 
-from headwater.documents.embed import Embedder, get_embedder, to_bytes
+from headwater.documents.embed import Embedder, EmbedderVectorizer, get_embedder, to_bytes
+from headwater.documents.index import documents_index, ensure_index
 from headwater.keys import Keys, check_ticker
 from headwater.timeframes import NEW_YORK
 
@@ -57,14 +68,13 @@ DEFAULT_CACHE_THRESHOLD = 0.95
 MAX_TERMS = 32
 MAX_K = 100
 _RETURN = ("doc_id", "ticker", "form", "source", "section", "position", "public_ms", "period", "text", "blob_url")
-_TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
 
 # -- query building --------------------------------------------------------------------------------------
 def escape_tag(value: str) -> str:
-    """Escape a value for a TAG query: every character but letters, digits and ``_`` (``10-K/A`` -> ``10\\-K\\/A``)."""
-    return _TAG_SPECIAL.sub(r"\\\1", value)
+    """Escape a value for a TAG query as redisvl's ``Tag`` filter does (``10-K/A`` -> ``10\\-K\\/A``)."""
+    return Tag.escaper.escape(value)
 
 
 def text_terms(query: str) -> list[str]:
@@ -76,11 +86,13 @@ def text_terms(query: str) -> list[str]:
 
 
 def text_clause(query: str) -> str | None:
-    """``@text:(w1|w2|...)`` with every word escaped, or None if the query has no words."""
+    """``@text:(w1|w2|...)`` of the query's words, or None if it has none.
+
+    redisvl's ``Text %`` pattern operator interpolates its value raw (that is what lets ``|`` be a union);
+    it is safe here because every term is letters and digits only.
+    """
     terms = text_terms(query)
-    if not terms:
-        return None
-    return "@text:(" + "|".join(escape_tag(t) for t in terms) + ")"
+    return str(Text("text") % "|".join(terms)) if terms else None
 
 
 def to_epoch_ms(as_of: dt.datetime | dt.date | str | int | float | None) -> int | None:
@@ -114,24 +126,28 @@ def filter_clause(
     ticker: str | None = None, forms: Iterable[str] | None = None, sources: Iterable[str] | None = None,
     as_of_ms: int | None = None,
 ) -> str:  # fmt: skip
-    """The TAG/NUMERIC pre-filter shared by the vector and text queries (``*`` for none)."""
-    parts: list[str] = []
+    """The TAG/NUMERIC pre-filter shared by the vector and text queries (``*`` for none).
+
+    The values are validated here and escaped by redisvl's ``Tag`` filter; the clauses are intersected by
+    juxtaposition (redisvl's ``&`` would nest each pair in parentheses: same meaning, longer string).
+    """
+    parts: list[FilterExpression] = []
     if ticker is not None:
-        parts.append(f"@ticker:{{{escape_tag(check_ticker(ticker))}}}")
+        parts.append(Tag("ticker") == check_ticker(ticker))
     if forms is not None:
         forms = list(forms)
         unknown = [f for f in forms if f not in FORMS]
         if unknown or not forms:
             raise ValueError(f"forms must be among {FORMS}, got {forms}")
-        parts.append("@form:{" + "|".join(escape_tag(f) for f in forms) + "}")
+        parts.append(Tag("form") == forms)
     if sources is not None:
         sources = list(sources)
         if not sources or any(s not in SOURCES for s in sources):
             raise ValueError(f"sources must be among {SOURCES}, got {sources}")
-        parts.append("@source:{" + "|".join(sources) + "}")
+        parts.append(Tag("source") == sources)
     if as_of_ms is not None:
-        parts.append(f"@public_ms:[-inf {int(as_of_ms)}]")
-    return " ".join(parts) if parts else "*"
+        parts.append(Num("public_ms") <= int(as_of_ms))
+    return " ".join(str(part) for part in parts) or "*"
 
 
 # -- results ---------------------------------------------------------------------------------------------
@@ -170,89 +186,25 @@ class SearchResponse:
     filters: dict[str, Any] = field(default_factory=dict)
 
 
-def _rows(reply: Any, with_scores: bool = False) -> list[tuple[str, float | None, dict[str, bytes]]]:
-    """(key, score, fields) of an FT.SEARCH reply, RESP2 or RESP3."""
-    if isinstance(reply, dict):
-        return [(_s(doc[b"id"]), doc.get(b"score"), doc.get(b"extra_attributes") or {}) for doc in reply.get(b"results", [])]
-    step = 3 if with_scores else 2
-    out = []
-    for i in range(1, len(reply), step):
-        score = float(reply[i + 1]) if with_scores else None
-        fields = reply[i + step - 1]
-        out.append((_s(reply[i]), score, dict(zip(fields[::2], fields[1::2]))))
-    return out
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _hit(key: str, fields: dict[bytes, bytes], score: float, similarity: float, text_score: float | None) -> DocumentHit:
-    period = fields.get(b"period")
+def _hit(row: dict[str, Any], score: float, similarity: float, text_score: float | None) -> DocumentHit:
+    """A hit from one redisvl result row (field values are strings)."""
+    period = row.get("period")
     return DocumentHit(
-        key=key, doc_id=_s(fields.get(b"doc_id", b"")), ticker=_s(fields.get(b"ticker", b"")),
-        form=_s(fields.get(b"form", b"")), source=_s(fields.get(b"source", b"")), section=_s(fields.get(b"section", b"")),
-        position=int(float(fields.get(b"position", 0))), public_ms=int(float(fields.get(b"public_ms", 0))),
-        period=int(float(period)) if period else None, text=_s(fields.get(b"text", b"")),
-        blob_url=_s(fields.get(b"blob_url", b"")), score=score, similarity=similarity, text_score=text_score,
+        key=row["id"], doc_id=row.get("doc_id", ""), ticker=row.get("ticker", ""), form=row.get("form", ""),
+        source=row.get("source", ""), section=row.get("section", ""), position=int(float(row.get("position", 0))),
+        public_ms=int(float(row.get("public_ms", 0))), period=int(float(period)) if period else None,
+        text=row.get("text", ""), blob_url=row.get("blob_url", ""), score=score, similarity=similarity,
+        text_score=text_score,
     )  # fmt: skip
 
 
-# -- the semantic cache ----------------------------------------------------------------------------------
-class SemanticCache:
-    """Past answers by query vector (see the module docstring)."""
+def _dims(index: SearchIndex, field: str) -> int:
+    return index.schema.fields[field].attrs.dims  # type: ignore[attr-defined]
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, ttl_s: float = DEFAULT_CACHE_TTL_S,
-                 threshold: float = DEFAULT_CACHE_THRESHOLD) -> None:  # fmt: skip
-        if not 0 < threshold <= 1:
-            raise ValueError("cache threshold is a cosine similarity in (0, 1]")
-        self.client = client
-        self.keys = keys
-        self.ttl_s = ttl_s
-        self.threshold = threshold
-        self._ready_dims: int | None = None
 
-    def _ensure(self, dims: int) -> None:
-        if self._ready_dims == dims:
-            return
-        try:
-            self.client.execute_command(
-                "FT.CREATE", self.keys.semantic_cache_index, "ON", "HASH", "PREFIX", 1, self.keys.semantic_cache_entry(""),
-                "SCHEMA", "scope", "TAG", "expires_ms", "NUMERIC",
-                "embedding", "VECTOR", "FLAT", 6, "TYPE", "FLOAT32", "DIM", dims, "DISTANCE_METRIC", "COSINE",
-            )  # fmt: skip
-        except ResponseError as exc:
-            if "already exists" not in str(exc).lower():
-                raise
-        self._ready_dims = dims
-
-    def lookup(self, scope: str, vector: np.ndarray) -> list[dict[str, Any]] | None:
-        """The answer of the nearest cached query in ``scope`` if it is similar enough and fresh, else None."""
-        self._ensure(len(vector))
-        now = int(time.time() * 1000)
-        reply = self.client.execute_command(
-            "FT.SEARCH", self.keys.semantic_cache_index,
-            f"(@scope:{{{scope}}} @expires_ms:[({now} +inf])=>[KNN 1 @embedding $vec AS distance]",
-            "PARAMS", 2, "vec", to_bytes(vector), "SORTBY", "distance", "ASC", "LIMIT", 0, 1,
-            "RETURN", 2, "answer", "distance", "DIALECT", 2,
-        )  # fmt: skip
-        rows = _rows(reply)
-        if not rows:
-            return None
-        fields = rows[0][2]
-        if 1.0 - float(fields[b"distance"]) < self.threshold:
-            return None
-        return json.loads(fields[b"answer"])
-
-    def store(self, scope: str, query: str, vector: np.ndarray, answer: list[dict[str, Any]]) -> None:
-        self._ensure(len(vector))
-        key = self.keys.semantic_cache_entry(hashlib.sha256(f"{scope}\n{query.strip().lower()}".encode()).hexdigest()[:32])
-        expires = int((time.time() + self.ttl_s) * 1000)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(key, mapping={"scope": scope, "query": query[:2000], "embedding": to_bytes(vector),
-                                "answer": json.dumps(answer), "expires_ms": expires})  # fmt: skip
-        pipe.pexpire(key, max(1, int(self.ttl_s * 1000)))
-        pipe.execute()
+def _missing_index(exc: Exception) -> bool:
+    message = str(exc).lower()
+    return "no such index" in message or "unknown index" in message
 
 
 # -- search ----------------------------------------------------------------------------------------------
@@ -269,17 +221,49 @@ class DocumentSearch:
         cache_threshold: float = DEFAULT_CACHE_THRESHOLD,
         candidates: int = 20,
     ) -> None:
+        if not 0 < cache_threshold <= 1:
+            raise ValueError("cache threshold is a cosine similarity in (0, 1]")
         self.client = client
         self.keys = keys
         self._embedder = embedder
-        self.cache = SemanticCache(client, keys, ttl_s=cache_ttl_s, threshold=cache_threshold)
+        self.cache_ttl_s = cache_ttl_s
+        self.cache_threshold = cache_threshold
         self.candidates = candidates
+        self._index: SearchIndex | None = None
+        self._cache: SemanticCache | None = None
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = get_embedder()
         return self._embedder
+
+    def index(self, dims: int) -> SearchIndex:
+        """The redisvl handle on ``idx:documents`` for vectors of ``dims`` (made once)."""
+        if self._index is None or _dims(self._index, "embedding") != dims:
+            self._index = documents_index(self.client, self.keys, dims)
+        return self._index
+
+    def cache(self, dims: int) -> SemanticCache:
+        """redisvl's semantic cache for vectors of ``dims``; its index is created (or replaced) on first use.
+
+        redisvl names a cache's key prefix after its index; docs/redis-keys.md keeps ``idx:semantic_cache``
+        over ``cache:query:`` hashes, so the index is managed here (``create_index=False``) with that prefix.
+        """
+        if self._cache is None or _dims(self._cache.index, "prompt_vector") != dims:
+            cache = SemanticCache(
+                name=self.keys.semantic_cache_index, distance_threshold=1.0 - self.cache_threshold,
+                vectorizer=EmbedderVectorizer(self._embedder, dims), redis_client=self.client,
+                filterable_fields=[{"name": "scope", "type": "tag"}], create_index=False,
+            )  # fmt: skip
+            cache.index.schema.index.prefix = self.keys.semantic_cache_entry("")
+            existing = ensure_index(cache.index)
+            if existing is not None and existing.to_dict() != cache.index.schema.to_dict():
+                log.warning("%s has another layout (an older version's, or another model's): replaced; its entries "
+                            "expire by themselves", cache.index.name)  # fmt: skip
+                cache.index.create(overwrite=True, drop=False)
+            self._cache = cache
+        return self._cache
 
     def search(
         self,
@@ -313,56 +297,79 @@ class DocumentSearch:
         if use_cache:
             model = self._embedder.name if self._embedder is not None else "vector"
             scope = hashlib.sha256(json.dumps(filters | {"model": model}, sort_keys=True).encode()).hexdigest()[:32]
-            cached = self.cache.lookup(scope, vector)
+            cached = self._cached(scope, vector)
             if cached is not None:
-                hits = [DocumentHit(**{k2: v for k2, v in h.items() if k2 != "public_at"}) for h in cached]
-                return SearchResponse(hits, True, (time.perf_counter() - started) * 1000, filters)
+                return SearchResponse(cached, True, (time.perf_counter() - started) * 1000, filters)
         hits = self._search(query, where, vector, k, hybrid)
         if use_cache:
-            self.cache.store(scope, query, vector, [h.to_dict() for h in hits])
+            self._remember(scope, query, vector, hits)
         return SearchResponse(hits, False, (time.perf_counter() - started) * 1000, filters)
+
+    def _cached(self, scope: str, vector: np.ndarray) -> list[DocumentHit] | None:
+        """The answer of the nearest fresh cached query in ``scope`` within the threshold, else None."""
+        fresh = Num("inserted_at") > time.time() - self.cache_ttl_s  # belt and braces: the key's TTL expires it
+        where = (Tag("scope") == scope) & fresh
+        found = self.cache(len(vector)).check(vector=vector.tolist(), filter_expression=where, return_fields=["response"])
+        if not found:
+            return None
+        answer = json.loads(found[0]["response"])
+        return [DocumentHit(**{k: v for k, v in hit.items() if k != "public_at"}) for hit in answer]
+
+    def _remember(self, scope: str, query: str, vector: np.ndarray, hits: list[DocumentHit]) -> None:
+        """Cache an answer for ``cache_ttl_s`` (redisvl's TTL is whole seconds: a fraction is set with PEXPIRE)."""
+        ttl_ms = max(1, int(self.cache_ttl_s * 1000))
+        answer = json.dumps([h.to_dict() for h in hits])
+        key = self.cache(len(vector)).store(query[:2000], answer, vector=vector.tolist(), filters={"scope": scope},
+                                            ttl=math.ceil(ttl_ms / 1000))  # fmt: skip
+        if ttl_ms % 1000:
+            self.client.pexpire(key, ttl_ms)
 
     def _search(self, query: str, where: str, vector: np.ndarray, k: int, hybrid: bool) -> list[DocumentHit]:
         n = max(k, self.candidates) if hybrid else k
         clause = text_clause(query) if hybrid else None
-        pipe = self.client.pipeline(transaction=False)
-        pipe.execute_command(*self.knn_args(where, vector, n))
-        if clause is not None:
-            text_query = clause if where == "*" else f"{where} {clause}"
-            pipe.execute_command(
-                "FT.SEARCH", self.keys.documents_index, text_query, "SCORER", "BM25", "WITHSCORES",
-                "LIMIT", 0, n, "RETURN", len(_RETURN) + 1, *_RETURN, "embedding", "DIALECT", 2,
-            )  # fmt: skip
+        index = self.index(len(vector))
+        knn = self.knn_query(where, vector, n)
         try:
-            replies = pipe.execute()
-        except ResponseError as exc:
-            if "no such index" in str(exc).lower() or "unknown index" in str(exc).lower():
+            if clause is None:
+                results = [index.query(knn)]
+            else:  # both queries in one round trip
+                results = index.batch_query([knn, self.text_query(where, clause, n)], batch_size=2)
+        except (ResponseError, RedisSearchError) as exc:
+            if _missing_index(exc):
                 log.warning("%s does not exist yet: no documents have been processed", self.keys.documents_index)
                 return []
             raise
-        fused: dict[str, list[Any]] = {}  # key -> [rrf, similarity, text_score, fields]
-        for rank, (key, _, fields) in enumerate(_rows(replies[0]), 1):
-            similarity = 1.0 - float(fields.pop(b"vector_distance"))
-            fused[key] = [1.0 / (RRF_K + rank), similarity, None, fields]
+        # reciprocal rank fusion: key -> [rrf, similarity, text_score, row]
+        fused: dict[str, list[Any]] = {}
+        for rank, row in enumerate(results[0], 1):
+            fused[row["id"]] = [1.0 / (RRF_K + rank), 1.0 - float(row["vector_distance"]), None, row]
         if clause is not None:
-            for rank, (key, score, fields) in enumerate(_rows(replies[1], with_scores=True), 1):
-                stored = np.frombuffer(fields.pop(b"embedding", b""), dtype="<f4")
-                entry = fused.setdefault(key, [0.0, float(stored @ vector) if stored.size == vector.size else 0.0, None, fields])
+            for rank, row in enumerate(results[1], 1):
+                stored = np.frombuffer(row.get("embedding") or b"", dtype="<f4")
+                similarity = float(stored @ vector) if stored.size == vector.size else 0.0
+                entry = fused.setdefault(row["id"], [0.0, similarity, None, row])
                 entry[0] += 1.0 / (RRF_K + rank)
-                entry[2] = score
-        ranked = sorted(fused.items(), key=lambda item: (-item[1][0], -item[1][1]))[:k]
-        return [_hit(key, fields, rrf, sim, text_score) for key, (rrf, sim, text_score, fields) in ranked]
+                entry[2] = float(row["score"])
+        ranked = sorted(fused.values(), key=lambda entry: (-entry[0], -entry[1]))[:k]
+        return [_hit(row, rrf, similarity, text_score) for rrf, similarity, text_score, row in ranked]
+
+    def knn_query(self, where: str, vector: np.ndarray, n: int) -> VectorQuery:
+        """The filtered KNN query (the user's text is not in it: the vector is a parameter)."""
+        return VectorQuery(to_bytes(vector), "embedding", return_fields=list(_RETURN), filter_expression=where,
+                           num_results=n, ef_runtime=max(n, 20))  # fmt: skip
+
+    @staticmethod
+    def text_query(where: str, clause: str, n: int) -> FilterQuery:
+        """The BM25 full-text query under the same filter; returns each chunk's vector for its similarity."""
+        query = FilterQuery(clause if where == "*" else f"{where} {clause}", num_results=n)
+        query.return_fields(*_RETURN, "embedding", skip_decode=["embedding"])
+        return query.scorer("BM25").with_scores()
 
     def knn_args(self, where: str, vector: np.ndarray, n: int) -> list[Any]:
-        """FT.SEARCH arguments of the filtered KNN query (the user's text is not in them)."""
-        return [
-            "FT.SEARCH", self.keys.documents_index,
-            f"({where})=>[KNN $n @embedding $vec EF_RUNTIME $ef AS vector_distance]" if where != "*"
-            else "*=>[KNN $n @embedding $vec EF_RUNTIME $ef AS vector_distance]",
-            "PARAMS", 6, "vec", to_bytes(vector), "n", n, "ef", max(n, 20),
-            "SORTBY", "vector_distance", "ASC", "LIMIT", 0, n,
-            "RETURN", len(_RETURN) + 1, *_RETURN, "vector_distance", "DIALECT", 2,
-        ]  # fmt: skip
+        """The raw FT.SEARCH arguments of ``knn_query`` (what bench/retrieval_latency.py sends directly)."""
+        query = self.knn_query(where, vector, n)
+        params = [item for pair in query.params.items() for item in pair]
+        return ["FT.SEARCH", self.keys.documents_index, *query.get_args(), "PARAMS", len(params), *params]
 
 
 @lru_cache(maxsize=1)

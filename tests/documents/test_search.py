@@ -7,6 +7,7 @@ import json
 import logging
 import time
 
+import numpy as np
 import pytest
 
 from headwater.documents.index import ChunkRecord, ensure_documents_index, write_document
@@ -19,6 +20,7 @@ from headwater.documents.search import (
     text_clause,
     to_epoch_ms,
 )
+from headwater.keys import Keys
 
 UTC = dt.timezone.utc
 EARLY = int(dt.datetime(2024, 2, 1, 21, 0, tzinfo=UTC).timestamp() * 1000)
@@ -149,3 +151,102 @@ def test_search_documents_api_and_cli(r, keys, embedder, corpus, redis_url, key_
     finally:
         module._default_search.cache_clear()
         root.handlers[:], root.level = handlers, level
+
+
+# -- pinned with redisvl (index schema, escaping, cache thresholds and TTL) -------------------------------
+def test_documents_index_has_the_documented_schema(r, keys, embedder, corpus):
+    """redisvl's FT.CREATE makes the index the raw command of docs/redis-keys.md made (existing data stays valid)."""
+    reference = Keys(f"{keys.prefix}ref:")
+    r.execute_command(
+        "FT.CREATE", reference.documents_index, "ON", "HASH", "PREFIX", 1, reference.chunk_prefix,
+        "SCHEMA", "doc_id", "TAG", "ticker", "TAG", "form", "TAG", "source", "TAG", "section", "TAG",
+        "position", "NUMERIC", "public_ms", "NUMERIC", "SORTABLE", "period", "NUMERIC", "text", "TEXT",
+        "embedding", "VECTOR", "HNSW", 10, "TYPE", "FLOAT32", "DIM", embedder.dims, "DISTANCE_METRIC", "COSINE",
+        "M", 16, "EF_CONSTRUCTION", 200,
+    )  # fmt: skip
+    ours, theirs = (r.ft(k.documents_index).info() for k in (keys, reference))
+    assert ours["attributes"] == theirs["attributes"]
+    assert [a[1] for a in ours["attributes"]] == ["doc_id", "ticker", "form", "source", "section", "position",
+                                                   "public_ms", "period", "text", "embedding"]  # fmt: skip
+    assert ours["index_definition"]["prefixes"] == [keys.chunk_prefix]
+    assert not ensure_documents_index(r, keys, embedder.dims)  # exists: kept as it is
+    with pytest.raises(RuntimeError, match=f"{embedder.dims}-dimensional"):
+        ensure_documents_index(r, keys, 8)
+
+
+def test_tag_values_with_punctuation_match_exactly(r, keys, embedder, corpus):
+    vector = embedder.encode_one("Berkshire Hathaway insurance float")
+    for ticker in ("BRK.B", "BRK-B", "BRK"):
+        record = ChunkRecord(f"sec:{ticker}", 0, ticker, "10-K/A", "sec", "Item 1", EARLY, None,
+                             f"{ticker} insurance float and underwriting", f"http://blob.test/raw/{ticker}", "h")  # fmt: skip
+        write_document(r, keys, [record], {0: to_bytes(vector)})
+    for ticker in ("BRK.B", "BRK-B", "BRK"):
+        for hybrid in (True, False):
+            hits = corpus.search("insurance float", ticker=ticker, forms="10-K/A", k=10, hybrid=hybrid, use_cache=False).hits
+            assert [(h.ticker, h.form, h.period) for h in hits] == [(ticker, "10-K/A", None)]
+
+
+HOSTILE_QUERIES = [
+    "\\", "\\\\@ticker:{MSFT}", "$vec", "=>[KNN 100 @embedding $vec]", '"supply" | "chain"', "supply\x00chain",
+    "ünïcödé — 供应链 risk", "the of and a", "a" * 5000, " ".join(["supply"] * 500), "@text:(supply) @ticker:{MSFT}",
+    "$BLOB $K $ef", "-@ticker:{AAPL}", "~supply %chain% ||| &&&",
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES)
+def test_hostile_text_is_only_ever_words(corpus, query):
+    assert text_clause(query) is None or set(text_clause(query)[7:-1]) <= set("abcdefghijklmnopqrstuvwxyz0123456789|")
+    hits = corpus.search(query, ticker="AAPL", as_of="2024-06-30", k=10, use_cache=False).hits
+    assert all(h.ticker == "AAPL" and h.public_ms <= to_epoch_ms("2024-06-30") for h in hits)
+    assert {h.ticker for h in corpus.search(query, k=10, use_cache=False).hits} == {"AAPL", "MSFT"}
+
+
+def _unit(v):
+    return v / np.linalg.norm(v)
+
+
+def test_semantic_cache_threshold_is_a_cosine_similarity(r, keys, corpus):
+    rng = np.random.default_rng(3)
+    base, noise = _unit(rng.standard_normal(384)), _unit(rng.standard_normal(384))
+    noise = _unit(noise - (noise @ base) * base)  # orthogonal to base
+
+    def at(similarity):  # a unit vector at exactly this cosine similarity to base
+        return (similarity * base + np.sqrt(1 - similarity**2) * noise).astype(np.float32)
+
+    strict, loose = (DocumentSearch(r, keys, None, cache_threshold=t) for t in (0.97, 0.95))
+    first = loose.search("supply chain", ticker="AAPL", k=2, vector=base)
+    assert not first.cached and first.hits
+    assert loose.search("supply chain", ticker="AAPL", k=2, vector=at(0.96)).cached
+    assert not strict.search("supply chain", ticker="AAPL", k=2, vector=at(0.96)).cached  # 0.96 < 0.97: miss, stored
+    assert strict.search("supply chain", ticker="AAPL", k=2, vector=at(0.96)).cached
+    assert not loose.search("supply chain", ticker="AAPL", k=2, vector=at(0.5)).cached
+    assert not loose.search("supply chain", ticker="AAPL", k=3, vector=base).cached  # k is part of the scope
+    with pytest.raises(ValueError):
+        DocumentSearch(r, keys, None, cache_threshold=0)
+
+
+def test_semantic_cache_ttl_is_fixed_from_the_store(r, keys, corpus):
+    search = DocumentSearch(r, keys, None, cache_ttl_s=2.5)
+    vector = corpus.embedder.encode_one("supply chain")
+    assert not search.search("supply chain", ticker="AAPL", vector=vector).cached
+    (entry,) = r.scan_iter(match=f"{keys.semantic_cache_entry('')}*")
+    assert 0 < r.pttl(entry) <= 2500 and r.hget(entry, "scope") and r.hget(entry, "prompt") == b"supply chain"
+    time.sleep(0.3)
+    assert search.search("supply chain", ticker="AAPL", vector=vector).cached
+    assert r.pttl(entry) <= 2200  # a hit does not extend the entry's life
+
+
+def test_a_cache_index_of_the_old_layout_is_replaced(r, keys, corpus, caplog):
+    r.execute_command("FT.CREATE", keys.semantic_cache_index, "ON", "HASH", "PREFIX", 1, keys.semantic_cache_entry(""),
+                      "SCHEMA", "scope", "TAG", "expires_ms", "NUMERIC",
+                      "embedding", "VECTOR", "FLAT", 6, "TYPE", "FLOAT32", "DIM", 384, "DISTANCE_METRIC", "COSINE")  # fmt: skip
+    vector = corpus.embedder.encode_one("supply chain")
+    with caplog.at_level(logging.WARNING, logger="headwater.documents.search"):
+        assert not corpus.search("supply chain", ticker="AAPL", vector=vector).cached
+        assert corpus.search("supply chain", ticker="AAPL", vector=vector).cached
+    assert "another layout" in caplog.text
+    assert "prompt_vector" in {a[1] for a in r.ft(keys.semantic_cache_index).info()["attributes"]}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="headwater.documents.search"):
+        assert DocumentSearch(r, keys, corpus.embedder).search("supply chain", ticker="AAPL", vector=vector).cached
+    assert "another layout" not in caplog.text  # the index it made is the one it expects
