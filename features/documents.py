@@ -6,30 +6,33 @@ The chunks are the ``doc:{DOC_ID}:chunk:{N}`` hashes indexed by ``idx:documents`
 of its chunk embeddings, L2-normalised (so cosine ``nearest`` queries compare directions). The value's
 source time is the document's ``public_ms``: a filing accepted after ``t`` is never used.
 
-Two pipelined round trips: one ``FT.SEARCH`` per (ticker, source) for the latest document, then one per
+Two pipelined round trips (redisvl ``FilterQuery`` batches over ``headwater.documents.index``'s schema, values
+escaped by redisvl's ``Tag`` filter): one query per (ticker, source) for the latest document, then one per
 document for its chunks. Without the index (the document processor has not created it yet) these features
 have no values.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import redis
 from redis.exceptions import ResponseError
+from redisvl.exceptions import RedisSearchError
+from redisvl.query import FilterQuery
+from redisvl.query.filter import Num, Tag
 
-from features import FeatureSpec, FeatureValue, search_results
+from features import FeatureSpec, FeatureValue
+from headwater.documents.index import documents_index
 from headwater.keys import Keys
 
 MAX_CHUNKS = 10_000
-_TAG_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
 
 
 def escape_tag(value: str) -> str:
-    """Escape a value for a RediSearch TAG query (``BRK.B`` -> ``BRK\\.B``)."""
-    return _TAG_SPECIAL.sub(r"\\\1", value)
+    """Escape a value for a RediSearch TAG query as redisvl's ``Tag`` filter does (``BRK.B`` -> ``BRK\\.B``)."""
+    return Tag.escaper.escape(value)
 
 
 def mean_embedding(vectors: np.ndarray) -> np.ndarray | None:
@@ -43,45 +46,40 @@ def mean_embedding(vectors: np.ndarray) -> np.ndarray | None:
     return (mean / norm).astype(np.float32)
 
 
-def _latest_document_query(index: str, ticker: str, source: str, t: int) -> tuple:
-    query = f"@ticker:{{{escape_tag(ticker)}}} @source:{{{escape_tag(source)}}} @public_ms:[-inf {t}]"
-    return ("FT.SEARCH", index, query, "SORTBY", "public_ms", "DESC", "LIMIT", 0, 1,
-            "RETURN", 2, "doc_id", "public_ms", "DIALECT", 2)  # fmt: skip
+def _latest_document_query(ticker: str, source: str, t: int) -> FilterQuery:
+    where = (Tag("ticker") == ticker) & (Tag("source") == source) & (Num("public_ms") <= t)
+    return FilterQuery(where, return_fields=["doc_id", "public_ms"], num_results=1, sort_by=("public_ms", "DESC"))
 
 
-def _chunks_query(index: str, doc_id: str, t: int) -> tuple:
-    query = f"@doc_id:{{{escape_tag(doc_id)}}} @public_ms:[-inf {t}]"
-    return ("FT.SEARCH", index, query, "LIMIT", 0, MAX_CHUNKS, "RETURN", 1, "embedding", "DIALECT", 2)
+def _chunks_query(doc_id: str, t: int) -> FilterQuery:
+    query = FilterQuery((Tag("doc_id") == doc_id) & (Num("public_ms") <= t), num_results=MAX_CHUNKS)
+    return query.return_fields("embedding", skip_decode=["embedding"])
 
 
 def compute(
     client: redis.Redis, keys: Keys, specs: Sequence[FeatureSpec], tickers: Sequence[str], as_of_ms: int
 ) -> list[FeatureValue]:
     """Document embedding values of ``tickers`` at ``as_of_ms`` (None where no document was public)."""
-    index = keys.documents_index
     plan = [(spec, ticker) for ticker in tickers for spec in specs]
-    pipe = client.pipeline(transaction=False)
-    for spec, ticker in plan:
-        pipe.execute_command(*_latest_document_query(index, ticker, spec.properties["source"], as_of_ms))
-    try:
-        latest = pipe.execute()
-    except ResponseError as exc:
-        if "no such index" in str(exc).lower() or "unknown index" in str(exc).lower():
-            return [FeatureValue(spec, ticker, None, 0, as_of_ms) for spec, ticker in plan]
-        raise
-    found: list[tuple[FeatureSpec, str, str, int]] = []
-    for (spec, ticker), reply in zip(plan, latest):
-        docs = [fields for _, fields in search_results(reply)]
-        if docs:
-            found.append((spec, ticker, docs[0][b"doc_id"].decode(), int(float(docs[0][b"public_ms"]))))
-    pipe = client.pipeline(transaction=False)
-    for spec, _, doc_id, _ in found:
-        pipe.execute_command(*_chunks_query(index, doc_id, as_of_ms))
     values = {(spec.ref, ticker): FeatureValue(spec, ticker, None, 0, as_of_ms) for spec, ticker in plan}
-    for (spec, ticker, _, public_ms), reply in zip(found, pipe.execute() if found else []):
-        rows = [np.frombuffer(f[b"embedding"], dtype="<f4") for _, f in search_results(reply) if b"embedding" in f]
-        rows = [row for row in rows if row.size == spec.dims]
-        vector = mean_embedding(np.vstack(rows)) if rows else None
+    if not plan:
+        return []
+    index = documents_index(client, keys, specs[0].dims)
+    queries = [_latest_document_query(ticker, spec.properties["source"], as_of_ms) for spec, ticker in plan]
+    try:
+        latest = index.batch_query(queries, batch_size=len(queries))
+    except (ResponseError, RedisSearchError) as exc:
+        if "no such index" in str(exc).lower() or "unknown index" in str(exc).lower():
+            return list(values.values())
+        raise
+    found = [(spec, ticker, docs[0]["doc_id"], int(float(docs[0]["public_ms"])))
+             for (spec, ticker), docs in zip(plan, latest) if docs]  # fmt: skip
+    chunks = index.batch_query([_chunks_query(doc_id, as_of_ms) for _, _, doc_id, _ in found],
+                               batch_size=max(1, len(found))) if found else []  # fmt: skip
+    for (spec, ticker, _, public_ms), rows in zip(found, chunks):
+        vectors = [np.frombuffer(row["embedding"], dtype="<f4") for row in rows if row.get("embedding")]
+        vectors = [v for v in vectors if v.size == spec.dims]
+        vector = mean_embedding(np.vstack(vectors)) if vectors else None
         if vector is not None:
             values[(spec.ref, ticker)] = FeatureValue(spec, ticker, vector, public_ms, as_of_ms)
     return list(values.values())
