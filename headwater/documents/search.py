@@ -365,12 +365,6 @@ class DocumentSearch:
         query.return_fields(*_RETURN, "embedding", skip_decode=["embedding"])
         return query.scorer("BM25").with_scores()
 
-    def knn_args(self, where: str, vector: np.ndarray, n: int) -> list[Any]:
-        """The raw FT.SEARCH arguments of ``knn_query`` (what bench/retrieval_latency.py sends directly)."""
-        query = self.knn_query(where, vector, n)
-        params = [item for pair in query.params.items() for item in pair]
-        return ["FT.SEARCH", self.keys.documents_index, *query.get_args(), "PARAMS", len(params), *params]
-
 
 @lru_cache(maxsize=1)
 def _default_search() -> DocumentSearch:
