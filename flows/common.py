@@ -65,7 +65,8 @@ from headwater.providers.reddit import RedditClient
 from headwater.providers.x import XClient
 from headwater.ratelimit import SharedRateLimiter
 from headwater.settings import ProviderMode, RedisSettings, Settings, StreamSettings
-from headwater.storage.redis import connect, ensure_series
+from headwater.storage.redis import connect
+from headwater.storage.timeseries import ensure_series
 
 log = logging.getLogger("headwater.flows")
 

@@ -38,7 +38,7 @@ from headwater.config import load_tickers
 from headwater.keys import Keys
 from headwater.sentiment import FinanceSentiment
 from headwater.settings import StreamSettings
-from headwater.storage.redis import ensure_series
+from headwater.storage.timeseries import ensure_series
 from headwater.streams import Entry, Handler, StreamWorker, WorkerStats
 from headwater.tagging import TickerTagger
 
