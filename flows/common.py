@@ -498,7 +498,7 @@ def publish(stream: str, messages: list[dict[str, str]], checkpoints: dict[str, 
 @task(**IO_RETRIES)
 def drain_stream(dataset: str) -> dict[str, int]:
     """Process what is waiting in the dataset's raw stream with its processor (a one-shot consumer)."""
-    from flows.processors import drain, news, social
+    from headwater.processors import drain, news, social
 
     client, k = redis_client(), keys()
     module, stream = {"news": (news, k.raw_news), "social": (social, k.raw_social)}[dataset]

@@ -91,7 +91,7 @@ def record_checkpoint(ctx: DocumentContext, ticker: str, doc_key: str, content_s
 @task(cache_policy=NO_CACHE)
 def process_documents(ctx: DocumentContext) -> dict[str, int]:
     """Drain stream:raw_documents through the document processor (one-shot runs without a standing processor)."""
-    from flows.processors.document import DocumentProcessor, drain
+    from headwater.processors.documents import DocumentProcessor, drain
     from headwater.documents.embed import get_embedder
 
     return drain(DocumentProcessor(ctx.client, ctx.keys, ctx.blobs, get_embedder())).__dict__
