@@ -82,7 +82,7 @@ def read_bars(client, keys, tickers: list[str]) -> dict[str, dict[str, list[tupl
 
 def raw_tsmadd(client, keys, bars: dict[str, dict[str, list[tuple[int, float]]]]) -> tuple[int, float]:  # noqa: ANN001
     """The baseline: write the same bars with a plain loop of TS.MADD commands; returns (bars, seconds)."""
-    from headwater.storage.redis import ensure_series
+    from headwater.storage.timeseries import ensure_series
 
     for ticker in bars:
         for f in BAR_FIELDS:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
 
-from flows.processors.document import DocumentProcessor  # noqa: E402
+from headwater.processors.documents import DocumentProcessor  # noqa: E402
 from headwater import services  # noqa: E402
 from headwater.documents import DocumentRef  # noqa: E402
 from headwater.documents.chunking import chunk_sections  # noqa: E402

@@ -35,7 +35,7 @@ import redis  # noqa: E402
 from headwater import services  # noqa: E402
 from headwater.keys import Keys, partition_of  # noqa: E402
 from headwater.settings import StreamSettings  # noqa: E402
-from headwater.storage.redis import TimeSeriesLayout  # noqa: E402
+from headwater.storage.timeseries import TimeSeriesLayout  # noqa: E402
 
 PARTITIONS = 4
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z

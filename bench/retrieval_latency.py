@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
-from flows.processors.document import DocumentProcessor  # noqa: E402
+from headwater.processors.documents import DocumentProcessor  # noqa: E402
 from headwater import services  # noqa: E402
 from headwater.documents import DocumentRef  # noqa: E402
 from headwater.documents.embed import get_embedder, to_bytes  # noqa: E402

@@ -7,7 +7,7 @@ Every batch a flow fetches goes through ``<dataset>.validate_batch(df)`` before 
 ``good`` holds the rows every expectation accepted (original columns, original order); ``quarantined`` one
 ``Quarantined(row, failed)`` per rejected row with the expectations it failed (e.g.
 ``expect_column_pair_values_a_to_be_greater_than_b(high>=close)``). The flows write those to
-``stream:quarantine`` (``flows.common.quarantine``). A suite that cannot run at all on a batch (a missing column)
+``stream:quarantine`` (``flows.gate.quarantine``). A suite that cannot run at all on a batch (a missing column)
 quarantines the whole batch with the error as the failed expectation: nothing passes unchecked.
 
 The context is a GX *file* context under ``$HEADWATER_GX_HOME/gx`` (default ``$HEADWATER_HOME/gx``, i.e.

@@ -24,9 +24,10 @@ hot days in config/retention.yaml) ago -- whole days only.
 
 Per dataset, in this order:
 1. read everything older than the cutoff from Redis (TS.RANGE; ZRANGEBYSCORE + HGETALL);
-2. merge it into the partition blobs (an existing blob's rows are kept; a re-read row replaces its copy) and
-   upload with a content-hash check (``BlobStore.put(if_changed=True)``): identical content is not rewritten,
-   so a re-run -- or a run after a crash between upload and delete -- writes nothing new;
+2. merge it into the partition blobs (an existing blob's rows are kept; a re-read row replaces its copy -- for
+   Parquet ``headwater.warm.merge_partition``, the backfiller's merge too) and upload with a content-hash check
+   (``BlobStore.put(if_changed=True)``): identical content is not rewritten, so a re-run -- or a run after a
+   crash between upload and delete -- writes nothing new;
 3. download every partition again and check that each sample/record read in step 1 is there, equal;
    if a single one is missing, **nothing** of that dataset is deleted and the run fails;
 4. delete exactly what was verified, key by key with WATCH: a key that changed since step 1 is left alone
@@ -51,19 +52,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import StandardBlobTier
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
+from flows.context import FlowContext, flow_context
+from flows.retry import io_task
 from headwater import audit, retention
 from headwater.keys import Keys
 from headwater.metrics import OUTCOME_HOOKS, count
 from headwater.storage.blob import BlobStore
-from headwater.warm import BAR_SCHEMA, BAR_VALUES, bars_partition
+from headwater.warm import BAR_VALUES, bars_partition, merge_partition
 
 log = logging.getLogger("headwater.flows.archive")
 
@@ -72,11 +73,8 @@ DATASETS = ("bars", "signals", "news", "social", "documents")
 KIND_OF_DATASET = {"bars": "bars", "signals": "bars", "news": "news", "social": "social", "documents": "documents"}
 COMPACTED_SOURCE = "ticks"  # source name of the bars Redis compacts from the tick series (ts:{T}:bar:...)
 
-SIGNAL_SCHEMA = pa.schema([("ticker", pa.string()), ("signal", pa.string()), ("source", pa.string()),
-                           ("ts", pa.int64()), ("value", pa.float64())])  # fmt: skip
-#: Row identity within a partition (besides ``ts``), per columnar dataset.
+#: Row identity within a partition (besides ``ts``), per columnar dataset (``headwater.warm.TABLES``).
 ROW_ID = {"bars": ("source",), "signals": ("signal", "source")}
-SCHEMA = {"bars": BAR_SCHEMA, "signals": SIGNAL_SCHEMA}
 
 #: The key family (``headwater.keys``) of each posts dataset's per-ticker index.
 INDEX_FAMILY = {"news": "news_index", "social": "social_index"}
@@ -115,29 +113,9 @@ def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass
-class ArchiveContext:
-    """The clients one run uses (``build_context`` makes them from the environment's settings)."""
-
-    client: redis.Redis
-    keys: Keys
-    store: BlobStore
-    actor: str = "flow:archive"
-    now_ms: Callable[[], int] = lambda: wall_clock_ms()
-
-    @property
-    def warm(self) -> str:
-        return self.store.settings.warm_container
-
-
-def build_context(actor: str = "flow:archive") -> ArchiveContext:
-    from headwater.settings import Settings
-    from headwater.storage.redis import connect
-
-    settings = Settings()
-    store = BlobStore(settings.blob)
-    store.ensure_containers()
-    return ArchiveContext(connect(settings.redis), Keys(settings.redis.key_prefix), store, actor)
+def build_context(actor: str = "flow:archive") -> FlowContext:
+    """The run's ``FlowContext`` (Redis, keys, Blob from the environment's settings) on this module's clock."""
+    return flow_context(actor=actor, now_ms=lambda: wall_clock_ms())
 
 
 def _s(value: Any) -> str:
@@ -168,7 +146,7 @@ def _would_change(store: BlobStore, container: str, path: str, data: bytes) -> b
     return props.metadata.get("content_sha256") != hashlib.sha256(data).hexdigest()
 
 
-def _upload(ctx: ArchiveContext, report: DatasetReport, path: str, data: bytes, content_type: str, dry_run: bool) -> None:
+def _upload(ctx: FlowContext, report: DatasetReport, path: str, data: bytes, content_type: str, dry_run: bool) -> None:
     report.paths.append(path)
     if dry_run:
         if _would_change(ctx.store, ctx.warm, path, data):
@@ -200,7 +178,7 @@ def _delete_if_unchanged(client: redis.Redis, key: str, read: Callable[[Any], An
             return False
 
 
-def _audit(ctx: ArchiveContext, report: DatasetReport, cutoff_ms: int) -> None:
+def _audit(ctx: FlowContext, report: DatasetReport, cutoff_ms: int) -> None:
     detail = {"cutoff_ms": cutoff_ms, "container": ctx.warm, "partitions": report.partitions,
               "blobs_written": report.blobs_written, "skipped_changed": report.skipped_changed}  # fmt: skip
     pipe = ctx.client.pipeline(transaction=False)
@@ -263,19 +241,11 @@ def _rows_from_parquet(data: bytes) -> list[dict[str, Any]]:
     return pq.read_table(io.BytesIO(data)).to_pylist()
 
 
-def _parquet_bytes(dataset: str, rows: list[dict[str, Any]]) -> bytes:
-    schema = SCHEMA[dataset]
-    table = pa.Table.from_pylist(rows, schema=schema)
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
-
-
 def _row_id(dataset: str, row: dict[str, Any]) -> tuple[Any, ...]:
     return (*(row[c] for c in ROW_ID[dataset]), row["ts"])
 
 
-def archive_columnar(ctx: ArchiveContext, dataset: str, cutoff_ms: int, dry_run: bool = False) -> DatasetReport:
+def archive_columnar(ctx: FlowContext, dataset: str, cutoff_ms: int, dry_run: bool = False) -> DatasetReport:
     """bars/signals: TS.RANGE older than ``cutoff_ms`` -> Parquet partitions -> verify -> TS.DEL."""
     report = DatasetReport(dataset, _day(cutoff_ms).isoformat(), dry_run)
     series = discover_series(ctx.client, ctx.keys, dataset)
@@ -301,13 +271,11 @@ def archive_columnar(ctx: ArchiveContext, dataset: str, cutoff_ms: int, dry_run:
                 row = rows[row_id] = {**dict(s.consts), **dict(zip(ROW_ID[dataset], s.ident)), "ts": t}
             row[s.column] = v
     report.partitions = len(new_rows)
-    for path, rows in sorted(new_rows.items()):
-        existing = _get_or_none(ctx.store, ctx.warm, path)
-        merged = {_row_id(dataset, r): r for r in (_rows_from_parquet(existing) if existing else [])}
-        for row_id, row in rows.items():
-            merged[row_id] = {**merged.get(row_id, {}), **row}
-        ordered = [merged[k] for k in sorted(merged)]
-        _upload(ctx, report, path, _parquet_bytes(dataset, ordered), "application/vnd.apache.parquet", dry_run)
+    for path, rows in sorted(new_rows.items()):  # the warm tier's one merge (the backfiller's too)
+        report.paths.append(path)
+        written = merge_partition(ctx.store, ctx.warm, path, dataset, rows.values(), dry_run=dry_run)
+        report.blobs_written += written
+        report.blobs_unchanged += not written
     if dry_run or not samples:
         return report
     # Verify: every sample read is in its partition, with the same value.
@@ -380,7 +348,7 @@ def posts_partition(dataset: str, ticker: str, ts_ms: int) -> str:
     return f"{dataset}/{ticker}/{_day(ts_ms):%Y-%m-%d}.jsonl"
 
 
-def archive_posts(ctx: ArchiveContext, dataset: str, cutoff_ms: int, dry_run: bool = False) -> DatasetReport:
+def archive_posts(ctx: FlowContext, dataset: str, cutoff_ms: int, dry_run: bool = False) -> DatasetReport:
     """news/social: index entries older than ``cutoff_ms`` and their hashes -> JSON lines -> verify -> delete."""
     report = DatasetReport(dataset, _day(cutoff_ms).isoformat(), dry_run)
     hash_key = ctx.keys.article if dataset == "news" else ctx.keys.post
@@ -455,7 +423,7 @@ def archive_posts(ctx: ArchiveContext, dataset: str, cutoff_ms: int, dry_run: bo
 # ------------------------------------------------------------------------------------------------------------
 
 
-def archive_documents(ctx: ArchiveContext, cutoff_ms: int, dry_run: bool = False) -> DatasetReport:
+def archive_documents(ctx: FlowContext, cutoff_ms: int, dry_run: bool = False) -> DatasetReport:
     """Raw filings/transcripts last written before ``cutoff_ms`` move from the Hot to the Cool tier."""
     report = DatasetReport("documents", _day(cutoff_ms).isoformat(), dry_run)
     container = ctx.store.settings.raw_container
@@ -482,7 +450,7 @@ def archive_documents(ctx: ArchiveContext, cutoff_ms: int, dry_run: bool = False
     return report
 
 
-def archive_dataset(ctx: ArchiveContext, dataset: str, older_than_days: float | None = None, dry_run: bool = False) -> DatasetReport:
+def archive_dataset(ctx: FlowContext, dataset: str, older_than_days: float | None = None, dry_run: bool = False) -> DatasetReport:
     """Archive one dataset (see the module doc); raises ``ArchiveVerificationError`` when nothing may be deleted."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
@@ -502,25 +470,10 @@ def archive_dataset(ctx: ArchiveContext, dataset: str, older_than_days: float | 
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry I/O failures (Redis, Blob), never a failed verification (it would fail the same way)."""
-    try:
-        state.result()
-    except (redis.ConnectionError, redis.TimeoutError, AzureError):
-        return True
-    except BaseException:  # noqa: BLE001 - classified, not handled
-        return False
-    return False
-
-
-@task(retries=2, retry_delay_seconds=[10, 60], retry_jitter_factor=0.5, retry_condition_fn=_transient, cache_policy=NO_CACHE)
-def archive_dataset_task(dataset: str, older_than_days: float | None, dry_run: bool) -> dict[str, Any]:
+@io_task(retry_delay_seconds=[10, 60])  # Redis/Blob hiccups; never a failed verification (it would fail again)
+def archive_dataset_task(ctx: FlowContext, dataset: str, older_than_days: float | None, dry_run: bool) -> dict[str, Any]:
     """Archive one dataset (idempotent: a retry re-verifies and writes nothing twice)."""
-    ctx = build_context()
-    try:
-        return archive_dataset(ctx, dataset, older_than_days, dry_run).as_dict()
-    finally:
-        ctx.client.close()
+    return archive_dataset(ctx, dataset, older_than_days, dry_run).as_dict()
 
 
 @flow(name="archive", **OUTCOME_HOOKS)
@@ -529,17 +482,18 @@ def archive(older_than_days: float | None = None, datasets: list[str] | None = N
     logger = get_run_logger()
     results: dict[str, Any] = {}
     failed = []
-    for dataset in datasets or list(DATASETS):
-        state = archive_dataset_task(dataset, older_than_days, dry_run, return_state=True)
-        if state.is_completed():
-            results[dataset] = state.result()
-            r = results[dataset]
-            logger.info("%s: %d read, %d partitions (%d written, %d unchanged), %d verified, %d deleted, %d changed meanwhile",
-                        dataset, r["read"], r["partitions"], r["blobs_written"], r["blobs_unchanged"], r["verified"],
-                        r["deleted"], r["skipped_changed"])  # fmt: skip
-        else:
-            failed.append(dataset)
-            results[dataset] = {"error": state.message}
+    with build_context() as ctx:
+        for dataset in datasets or list(DATASETS):
+            state = archive_dataset_task(ctx, dataset, older_than_days, dry_run, return_state=True)
+            if state.is_completed():
+                results[dataset] = state.result()
+                r = results[dataset]
+                logger.info("%s: %d read, %d partitions (%d written, %d unchanged), %d verified, %d deleted, "
+                            "%d changed meanwhile", dataset, r["read"], r["partitions"], r["blobs_written"],
+                            r["blobs_unchanged"], r["verified"], r["deleted"], r["skipped_changed"])  # fmt: skip
+            else:
+                failed.append(dataset)
+                results[dataset] = {"error": state.message}
     if failed:
         raise RuntimeError(f"archive failed for {', '.join(failed)}: {results}")
     return results

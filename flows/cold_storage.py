@@ -43,14 +43,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import redis
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import StandardBlobTier
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
+from flows.context import FlowContext, flow_context
+from flows.retry import io_task
 from headwater import audit, retention
-from headwater.keys import Keys
 from headwater.metrics import OUTCOME_HOOKS
 from headwater.storage.blob import BlobStore
 
@@ -200,73 +199,44 @@ def blob_status(store: BlobStore, path: str, container: str | None = None) -> di
 # ------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Ctx:
-    client: redis.Redis
-    keys: Keys
-    store: BlobStore
+BLOB_TASK = io_task(retry_delay_seconds=[5, 30, 120])
 
 
-def _context() -> _Ctx:
-    from headwater.settings import Settings
-    from headwater.storage.redis import connect
-
-    settings = Settings()
-    store = BlobStore(settings.blob)
-    store.ensure_containers()
-    return _Ctx(connect(settings.redis), Keys(settings.redis.key_prefix), store)
-
-
-IO_TASK = dict(retries=3, retry_delay_seconds=[5, 30, 120], retry_jitter_factor=0.5, cache_policy=NO_CACHE)
-
-
-@task(**IO_TASK)
-def flush_audit_task() -> dict[str, Any]:
+@BLOB_TASK
+def flush_audit_task(ctx: FlowContext) -> dict[str, Any]:
     """Buffered audit events -> new blobs in the cold container."""
-    ctx = _context()
-    try:
-        result = audit.flush(ctx.client, ctx.keys, ctx.store)
-        return {"events": result.events, "blobs": result.blobs}
-    finally:
-        ctx.client.close()
+    result = audit.flush(ctx.client, ctx.keys, ctx.store)
+    return {"events": result.events, "blobs": result.blobs}
 
 
-@task(**IO_TASK)
-def tier_task(older_than_days: float | None, dry_run: bool, actor: str) -> dict[str, Any]:
+@BLOB_TASK
+def tier_task(ctx: FlowContext, older_than_days: float | None, dry_run: bool) -> dict[str, Any]:
     """Old audit/compliance blobs -> Archive tier."""
-    ctx = _context()
-    try:
-        report = tier_to_archive(ctx.store, older_than_days=older_than_days, dry_run=dry_run)
-        if report.moved and not dry_run:
-            audit.record(ctx.client, ctx.keys, "archived", actor=actor, dataset="cold", count=len(report.moved),
-                         detail={"tier": "Archive", "container": report.container, "first": report.moved[0]})  # fmt: skip
-        return asdict(report)
-    finally:
-        ctx.client.close()
+    report = tier_to_archive(ctx.store, older_than_days=older_than_days, dry_run=dry_run)
+    if report.moved and not dry_run:
+        audit.record(ctx.client, ctx.keys, "archived", actor=ctx.actor, dataset="cold", count=len(report.moved),
+                     detail={"tier": "Archive", "container": report.container, "first": report.moved[0]})  # fmt: skip
+    return asdict(report)
 
 
-@task(**IO_TASK)
-def prune_task(dry_run: bool, actor: str) -> dict[str, Any]:
+@BLOB_TASK
+def prune_task(ctx: FlowContext, dry_run: bool) -> dict[str, Any]:
     """Warm partitions older than warm.days -> deleted."""
-    ctx = _context()
-    try:
-        report = prune_warm(ctx.store, dry_run=dry_run)
-        if report.deleted and not dry_run:
-            audit.record(ctx.client, ctx.keys, "deleted", actor=actor, dataset="warm", count=len(report.deleted),
-                         detail={"container": report.container, "older_than_days": report.older_than_days})  # fmt: skip
-        return asdict(report)
-    finally:
-        ctx.client.close()
+    report = prune_warm(ctx.store, dry_run=dry_run)
+    if report.deleted and not dry_run:
+        audit.record(ctx.client, ctx.keys, "deleted", actor=ctx.actor, dataset="warm", count=len(report.deleted),
+                     detail={"container": report.container, "older_than_days": report.older_than_days})  # fmt: skip
+    return asdict(report)
 
 
 @flow(name="cold_storage", **OUTCOME_HOOKS)
 def cold_storage(older_than_days: float | None = None, prune: bool = True, dry_run: bool = False) -> dict[str, Any]:
     """Flush the audit log, move old cold blobs to the Archive tier, expire warm data past its retention."""
     logger = get_run_logger()
-    actor = "flow:cold_storage"
-    flushed = flush_audit_task() if not dry_run else {"events": 0, "blobs": []}
-    tiered = tier_task(older_than_days, dry_run, actor)
-    pruned = prune_task(dry_run, actor) if prune else None
+    with flow_context(actor="flow:cold_storage") as ctx:
+        flushed = flush_audit_task(ctx) if not dry_run else {"events": 0, "blobs": []}
+        tiered = tier_task(ctx, older_than_days, dry_run)
+        pruned = prune_task(ctx, dry_run) if prune else None
     logger.info("audit: %d events flushed to %d blobs; %d blobs to the Archive tier; %s warm partitions deleted",
                 flushed["events"], len(flushed["blobs"]), len(tiered["moved"]),
                 len(pruned["deleted"]) if pruned else "no")  # fmt: skip
@@ -302,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run" and not args.no_prefect:
         print(orjson.dumps(cold_storage(args.older_than_days, not args.no_prune, args.dry_run)).decode())
         return 0
-    ctx = _context()
+    ctx = flow_context(actor="cli:cold_storage")
     if args.command == "run":
         out = {"audit": asdict(audit.flush(ctx.client, ctx.keys, ctx.store)) if not args.dry_run else None,
                "tier": asdict(tier_to_archive(ctx.store, older_than_days=args.older_than_days, dry_run=args.dry_run)),

@@ -8,7 +8,7 @@ embedded server):
    ``headwater-<provider>``, as a rate limit: ``limit`` = requests per minute (or per second) and
    ``slot_decay_per_second`` = that rate, so ``prefect.concurrency.sync.rate_limit("headwater-alphavantage")``
    paces callers and the UI shows the quotas. Enforcement is the Redis ``SharedRateLimiter`` every client uses
-   (``flows/common.py``): it is per provider *and* API key, also counts the daily budgets Prefect limits cannot
+   (``flows/context.py``): it is per provider *and* API key, also counts the daily budgets Prefect limits cannot
    express, and is shared with the real-time streamer, which does not run under Prefect;
 3. runs ``prefect --no-prompt deploy --all`` from the repository root. If a deployment's entrypoint file is
    missing (a flow not written yet), the others are deployed by name and the missing ones are reported

@@ -23,16 +23,11 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
-from flows.document_ingest import (
-    DocumentContext,
-    document_clients,
-    io_task,
-    process_documents,
-    record_checkpoint,
-    store_document,
-)
+from flows.context import flow_context
+from flows.document_ingest import DocumentContext, process_documents, record_checkpoint, store_document
+from flows.retry import io_task
 from headwater.config import load_tickers
 from headwater.documents import RawDocument, transcript_blob_path
 from headwater.keys import check_ticker
@@ -46,10 +41,9 @@ from headwater.providers.transcripts import (
     TranscriptScraper,
     TranscriptSelectors,
 )
-from headwater.settings import Settings
 
 JOB = "earnings_transcripts_scraper"
-IO_TASK = io_task([5, 15, 60], TranscriptParseError)  # a page that does not parse will not parse on a retry
+SITE_TASK = io_task(retry_delay_seconds=[5, 15, 60])  # a TranscriptParseError is not retried: it will not parse
 
 
 @dataclass
@@ -58,15 +52,15 @@ class ScrapeContext(DocumentContext):
 
 
 def build_context(selectors: TranscriptSelectors, per_second: float) -> ScrapeContext:
-    """Clients for the transcript site, Redis and Blob from the environment's settings."""
-    settings = Settings()
-    client, keys, blobs, maxlen = document_clients(settings)
+    """The run's context (Redis, Blob) plus a client for the transcript site, from the environment's settings."""
+    ctx = flow_context(actor=f"flow:{JOB}")
+    settings, client, keys = ctx.settings, ctx.client, ctx.keys
     scraper = TranscriptScraper.from_settings(settings.transcripts, client, keys, standins=settings.standins,
                                               per_second=per_second, selectors=selectors)  # fmt: skip
-    return ScrapeContext(JOB, client, keys, blobs, maxlen, scraper)
+    return ScrapeContext(ctx, JOB, scraper)
 
 
-@task(**IO_TASK)
+@SITE_TASK
 def list_transcripts(ctx: ScrapeContext, ticker: str, refetch: bool = False) -> list[TranscriptLink]:
     """Transcripts the site lists for the ticker that this flow has not stored yet, newest first."""
     links = ctx.scraper.list_transcripts(ticker)
@@ -76,7 +70,7 @@ def list_transcripts(ctx: ScrapeContext, ticker: str, refetch: bool = False) -> 
     return [link for link in links if f"{link.year}Q{link.quarter}" not in done]
 
 
-@task(**IO_TASK)
+@SITE_TASK
 def fetch_transcript(ctx: ScrapeContext, link: TranscriptLink) -> tuple[Transcript, bytes]:
     """Download and parse one transcript page."""
     return ctx.scraper.fetch(link)

@@ -22,8 +22,9 @@ the archive and restore flows use too)::
                                                              sorted by ts
 
 (the month is the New York session month for intraday bars, the UTC month for daily bars, so one intraday unit
-writes exactly one file). A partition is merged with what is already there (same ``ts`` -> the new row wins) and
-uploaded only when its bytes change, so re-runs are idempotent; ``python -m flows.restore`` can load it back.
+writes exactly one file). A partition is merged with what is already there (``headwater.warm.merge_partition``,
+the archive flow's merge too: same ``ts`` -> the new values win) and uploaded only when its bytes change, so
+re-runs are idempotent; ``python -m flows.restore`` can load it back.
 
 ``--end-date YYYY-MM-DD`` (default: today in New York) loads the history that ends that day instead.
 
@@ -38,11 +39,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import json
 import math
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -53,19 +52,19 @@ if __package__ in (None, ""):  # `python flows/historical_data_backfiller.py`: m
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from prefect import flow, task  # noqa: E402
+from prefect import flow  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from flows import common  # noqa: E402
+from flows.context import FlowContext, flow_context  # noqa: E402
+from flows.gate import gate_parts  # noqa: E402
+from flows.retry import io_task  # noqa: E402
+from headwater import warm  # noqa: E402
 from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
-from headwater.settings import BlobSettings  # noqa: E402
-from headwater.storage.blob import BlobStore  # noqa: E402
+from headwater.storage.timeseries import bar_retention_ms, bars_to_rows, write_bars  # noqa: E402
 from headwater.timeframes import DAY_MS, NEW_YORK  # noqa: E402
-from headwater.warm import BAR_COLUMNS, BAR_SCHEMA, bars_path, session_months  # noqa: E402
 
 FLOW = "historical_data_backfiller"
 JOB = "backfill"
@@ -162,10 +161,10 @@ def is_done(unit: Unit, record: dict[str, Any] | None, today: dt.date) -> bool:
     return record.get("as_of") == today.isoformat()
 
 
-@task(**common.IO_RETRIES)
-def pending_units(units: list[Unit], today: dt.date) -> tuple[list[Unit], int]:
+@io_task()
+def pending_units(ctx: FlowContext, units: list[Unit], today: dt.date) -> tuple[list[Unit], int]:
     """Read the checkpoints: the units still to do, and how many are done already."""
-    client, k = common.redis_client(), common.keys()
+    client, k = ctx.client, ctx.keys
     tickers = list(dict.fromkeys(u.ticker for u in units))
     pipe = client.pipeline(transaction=False)
     for ticker in tickers:
@@ -175,51 +174,11 @@ def pending_units(units: list[Unit], today: dt.date) -> tuple[list[Unit], int]:
     return todo, len(units) - len(todo)
 
 
-# -- warm storage --------------------------------------------------------------------------------------------
-_blob_lock = threading.Lock()
-_blob_stores: dict[tuple[str, ...], BlobStore] = {}
-
-
-def blob_store() -> BlobStore:
-    """A store for the configured account and containers (created once per process, containers ensured)."""
-    from headwater.storage.blob import resolve_connection_string
-
-    settings = BlobSettings()
-    cs = resolve_connection_string(settings)
-    cache_key = (cs, settings.raw_container, settings.warm_container, settings.cold_container)
-    with _blob_lock:
-        if cache_key not in _blob_stores:
-            store = BlobStore(settings, connection_string=cs)
-            store.ensure_containers()
-            _blob_stores[cache_key] = store
-        return _blob_stores[cache_key]
-
-
-def write_warm(frame: pd.DataFrame) -> int:
-    """Merge bars into their monthly Parquet partitions in the warm container (idempotent); returns rows given."""
-    if frame.empty:
-        return 0
-    store, container = blob_store(), BlobSettings().warm_container
-    frame = frame.reindex(columns=BAR_COLUMNS).assign(_month=session_months(frame))
-    for (source, timeframe, ticker, month), part in frame.groupby(["source", "timeframe", "ticker", "_month"]):
-        path = bars_path(source, timeframe, ticker, month)
-        rows = part[BAR_COLUMNS]
-        if store.exists(container, path):
-            stored = pq.read_table(io.BytesIO(store.get(container, path))).to_pandas().reindex(columns=BAR_COLUMNS)
-            rows = pd.concat([stored, rows], ignore_index=True)
-        rows = rows.drop_duplicates(subset="ts", keep="last").sort_values("ts").reset_index(drop=True)
-        buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(rows, schema=BAR_SCHEMA, preserve_index=False), buffer, compression="zstd")
-        store.put(container, path, buffer.getvalue(), content_type="application/vnd.apache.parquet",
-                  metadata={"ticker": ticker, "timeframe": timeframe, "source": source, "rows": str(len(rows))})  # fmt: skip
-    return len(frame)
-
-
 # -- tasks -----------------------------------------------------------------------------------------------------
-@task(**common.IO_RETRIES)
-def fetch_history(unit: Unit, since_ms: int, extended_hours: bool = True, data_sources: str | None = None) -> pd.DataFrame:
+@io_task()
+def fetch_history(ctx: FlowContext, unit: Unit, since_ms: int, extended_hours: bool = True) -> pd.DataFrame:
     """Fetch one unit of history from Alpha Vantage (a ticker's daily series, or one month of 1-minute bars)."""
-    client = common.provider_client("alphavantage", data_sources=data_sources)
+    client = ctx.provider("alphavantage")
     if unit.month is None:
         frame = client.daily(unit.ticker, outputsize="full")
         return frame[frame["ts"] >= since_ms].reset_index(drop=True)
@@ -227,21 +186,22 @@ def fetch_history(unit: Unit, since_ms: int, extended_hours: bool = True, data_s
                            extended_hours=extended_hours)  # fmt: skip
 
 
-@task(**common.IO_RETRIES)
-def commit_history(unit: Unit, good: pd.DataFrame, fetched: int, quarantined: int) -> dict[str, int]:
+@io_task()
+def commit_history(ctx: FlowContext, unit: Unit, good: pd.DataFrame, fetched: int, quarantined: int) -> dict[str, int]:
     """Store a validated unit (hot window -> RedisTimeSeries, older -> Parquet in Blob), then checkpoint it."""
-    cutoff = int(time.time() * 1000) - common.bar_retention_ms(unit.timeframe) + HOT_MARGIN_MS
-    hot, warm = good[good["ts"] >= cutoff], good[good["ts"] < cutoff]
+    cutoff = int(time.time() * 1000) - bar_retention_ms(unit.timeframe) + HOT_MARGIN_MS
+    hot, old = good[good["ts"] >= cutoff], good[good["ts"] < cutoff]
     started = time.perf_counter()
-    written = common.write_bars(hot)
+    written = write_bars(ctx.layout, hot)
     store_ms = int((time.perf_counter() - started) * 1000)
     if written.rejected is not None:
-        warm = pd.concat([warm, written.rejected])
-    warm_rows = write_warm(warm)
+        old = pd.concat([old, written.rejected])
+    if len(old):
+        warm.write_bars(ctx.store, ctx.warm, old)
     counts = {"fetched": fetched, "validated": len(good), "quarantined": quarantined, "hot": written.written,
-              "warm": warm_rows, "hot_write_ms": store_ms}  # fmt: skip
+              "warm": len(old), "hot_write_ms": store_ms}  # fmt: skip
     record = {**counts, "as_of": today_new_york().isoformat(), "at": int(time.time())}
-    common.redis_client().hset(common.keys().checkpoint(JOB, unit.ticker), unit.field, json.dumps(record))
+    ctx.client.hset(ctx.keys.checkpoint(JOB, unit.ticker), unit.field, json.dumps(record))
     return counts
 
 
@@ -269,64 +229,66 @@ def historical_data_backfiller(
     """Backfill daily and 1-minute history for the tickers; resumable per unit."""
     summary = common.RunSummary(FLOW)
     symbols = common.resolve_tickers(tickers, tickers_file)
-    today = today_new_york()
-    end = end_date or today
-    months = 0 if not include_intraday else intraday_months if intraday_months is not None else math.ceil(12 * years)
-    todo, done_before = pending_units(plan(symbols, months, end, daily=include_daily), today)
-    end_ms = int(dt.datetime(end.year, end.month, end.day, tzinfo=dt.UTC).timestamp() * 1000) + DAY_MS
-    since_ms = end_ms - int(years * 365.25 * DAY_MS)
-    summary.add(units=len(todo) + done_before, already_done=done_before)
-    queue: deque[Unit] = deque(todo)
-    fetching: dict[Any, Unit] = {}
-    storing: dict[Any, Unit] = {}
-    order = TickerOrder(todo)
-    width = max(1, parallel)
-    bar = tqdm(total=len(todo), desc="backfill", unit="unit", disable=not progress, file=sys.stderr)
-    try:
-        while queue or fetching or storing or order.held:
-            # fetches run ahead of the writes: up to `parallel` units fetching and `parallel` validated units waiting
-            while queue and not summary.stopped_reason and len(fetching) < width and len(storing) + order.held < width:
-                unit = queue.popleft()
-                fetching[fetch_history.submit(unit, since_ms, extended_hours, data_sources)] = unit
-            if summary.stopped_reason:
-                summary.skipped += [str(u) for u in queue]
-                for unit in queue:
-                    order.drop(unit)
-                queue.clear()
-            for unit, payload in order.releasable():
-                storing[commit_history.submit(unit, *payload)] = unit
-            if not (fetching or storing):
-                if order.held:  # cannot happen: every unit is stored, dropped or still in flight
-                    raise RuntimeError(f"backfill: {order.held} validated units could not be scheduled")
-                break
-            future = next(as_completed(list(fetching) + list(storing)))
-            if future in fetching:
-                # every fetch that is done by now is validated in one GX run (its cost is mostly per run)
-                fetched: list[tuple[Unit, pd.DataFrame]] = []
-                for done in [future, *(f for f in fetching if f is not future and _finished(f))]:
-                    unit, result = fetching.pop(done), done.result(raise_on_failure=False)
+    with flow_context(data_sources=data_sources) as ctx:
+        today = today_new_york()
+        end = end_date or today
+        months = intraday_months if intraday_months is not None else math.ceil(12 * years)
+        months = months if include_intraday else 0
+        todo, done_before = pending_units(ctx, plan(symbols, months, end, daily=include_daily), today)
+        end_ms = int(dt.datetime(end.year, end.month, end.day, tzinfo=dt.UTC).timestamp() * 1000) + DAY_MS
+        since_ms = end_ms - int(years * 365.25 * DAY_MS)
+        summary.add(units=len(todo) + done_before, already_done=done_before)
+        queue: deque[Unit] = deque(todo)
+        fetching: dict[Any, Unit] = {}
+        storing: dict[Any, Unit] = {}
+        order = TickerOrder(todo)
+        width = max(1, parallel)
+        bar = tqdm(total=len(todo), desc="backfill", unit="unit", disable=not progress, file=sys.stderr)
+        try:
+            while queue or fetching or storing or order.held:
+                # fetches run ahead of the writes: up to `parallel` units fetching, `parallel` validated units waiting
+                while queue and not summary.stopped_reason and len(fetching) < width and len(storing) + order.held < width:
+                    unit = queue.popleft()
+                    fetching[fetch_history.submit(ctx, unit, since_ms, extended_hours)] = unit
+                if summary.stopped_reason:
+                    summary.skipped += [str(u) for u in queue]
+                    for unit in queue:
+                        order.drop(unit)
+                    queue.clear()
+                for unit, payload in order.releasable():
+                    storing[commit_history.submit(ctx, unit, *payload)] = unit
+                if not (fetching or storing):
+                    if order.held:  # cannot happen: every unit is stored, dropped or still in flight
+                        raise RuntimeError(f"backfill: {order.held} validated units could not be scheduled")
+                    break
+                future = next(as_completed(list(fetching) + list(storing)))
+                if future in fetching:
+                    # every fetch that is done by now is validated in one GX run (its cost is mostly per run)
+                    fetched: list[tuple[Unit, pd.DataFrame]] = []
+                    for done in [future, *(f for f in fetching if f is not future and _finished(f))]:
+                        unit, result = fetching.pop(done), done.result(raise_on_failure=False)
+                        if isinstance(result, BaseException):
+                            summary.record_failure(str(unit), result)
+                            order.drop(unit)
+                            bar.update(1)
+                        else:
+                            fetched.append((unit, result))
+                    frames = [bars_to_rows(result) if len(result) else result for _, result in fetched]
+                    parts = gate_parts(ctx, "bars", frames, FLOW, "alphavantage") if fetched else []
+                    for (unit, result), (good, quarantined) in zip(fetched, parts):
+                        order.hold(unit, (good, len(result), quarantined))
+                else:
+                    result = future.result(raise_on_failure=False)
+                    unit = storing.pop(future)
+                    order.stored(unit)
+                    bar.update(1)
                     if isinstance(result, BaseException):
                         summary.record_failure(str(unit), result)
-                        order.drop(unit)
-                        bar.update(1)
-                    else:
-                        fetched.append((unit, result))
-                frames = [common.bars_to_rows(result) if len(result) else result for _, result in fetched]
-                parts = common.gate_parts(dataset="bars", frames=frames, flow=FLOW, source="alphavantage") if fetched else []
-                for (unit, result), (good, quarantined) in zip(fetched, parts):
-                    order.hold(unit, (good, len(result), quarantined))
-            else:
-                result = future.result(raise_on_failure=False)
-                unit = storing.pop(future)
-                order.stored(unit)
-                bar.update(1)
-                if isinstance(result, BaseException):
-                    summary.record_failure(str(unit), result)
-                    continue
-                summary.add(done=1, **result)
-                bar.set_postfix(hot=summary.counts.get("hot", 0), warm=summary.counts.get("warm", 0), refresh=False)
-    finally:
-        bar.close()
+                        continue
+                    summary.add(done=1, **result)
+                    bar.set_postfix(hot=summary.counts.get("hot", 0), warm=summary.counts.get("warm", 0), refresh=False)
+        finally:
+            bar.close()
     return common.finish(summary)
 
 

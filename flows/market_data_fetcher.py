@@ -25,25 +25,29 @@ if __package__ in (None, ""):  # `python flows/market_data_fetcher.py`: make the
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
-from prefect import flow, task  # noqa: E402
+from prefect import flow  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from flows import common  # noqa: E402
+from flows.context import FlowContext, flow_context  # noqa: E402
+from flows.gate import gate  # noqa: E402
+from flows.retry import io_task  # noqa: E402
 from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
+from headwater.storage.timeseries import BarWrite, bars_to_rows, write_bars  # noqa: E402
 
 FLOW = "market_data_fetcher"
 
 
-@task(**common.IO_RETRIES)
-def fetch_intraday(ticker: str, outputsize: str = "compact", data_sources: str | None = None) -> pd.DataFrame:
+@io_task()
+def fetch_intraday(ctx: FlowContext, ticker: str, outputsize: str = "compact") -> pd.DataFrame:
     """Fetch one ticker's latest 1-minute bars from Alpha Vantage (UTC timestamps)."""
-    return common.provider_client("alphavantage", data_sources=data_sources).intraday(ticker, outputsize=outputsize)
+    return ctx.provider("alphavantage").intraday(ticker, outputsize=outputsize)
 
 
-@task(**common.IO_RETRIES)
-def store_bars(frame: pd.DataFrame) -> common.BarWrite:
+@io_task()
+def store_bars(ctx: FlowContext, frame: pd.DataFrame) -> BarWrite:
     """Write validated bars to RedisTimeSeries (TS.MADD, LAST policy: re-fetches rewrite, never double)."""
-    return common.write_bars(frame)
+    return write_bars(ctx.layout, frame)
 
 
 @flow(name=FLOW, task_runner=ThreadPoolTaskRunner(max_workers=8), **OUTCOME_HOOKS)
@@ -56,14 +60,15 @@ def market_data_fetcher(
     """Fetch, validate and store the latest 1-minute bars of every ticker."""
     summary = common.RunSummary(FLOW)
     symbols = common.resolve_tickers(tickers, tickers_file)
-    futures = {t: fetch_intraday.submit(t, outputsize, data_sources) for t in symbols}
-    frames = [f for f in common.collect(futures, summary).values() if not f.empty]
-    batch = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    fetched = len(batch)
-    if fetched:
-        batch = common.bars_to_rows(batch)
-    good, quarantined = common.gate(dataset="bars", frame=batch, flow=FLOW, source="alphavantage")
-    written = store_bars(good) if len(good) else common.BarWrite()
+    with flow_context(data_sources=data_sources) as ctx:
+        futures = {t: fetch_intraday.submit(ctx, t, outputsize) for t in symbols}
+        frames = [f for f in common.collect(futures, summary).values() if not f.empty]
+        batch = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        fetched = len(batch)
+        if fetched:
+            batch = bars_to_rows(batch)
+        good, quarantined = gate(ctx, dataset="bars", frame=batch, flow=FLOW, source="alphavantage")
+        written = store_bars(ctx, good) if len(good) else BarWrite()
     summary.add(tickers=len(symbols), fetched=fetched, validated=len(good), quarantined=quarantined,
                 stored=written.written, already_present=written.already_present)  # fmt: skip
     return common.finish(summary)

@@ -6,7 +6,7 @@ that are English words are searched by name only), from the ticker's watermark
 or ``lookback_hours`` back on the first run. Articles the client could not parse and rows the suite rejects go
 to ``stream:quarantine``; an article already stored (its id in ``seen:news``) or found twice in this run is
 counted as a duplicate and not re-published. The rest is XADDed to ``stream:raw_news`` and the watermarks
-advance. With ``drain`` (default) the run then processes the stream once (``flows/processors``): de-duplicate,
+advance. With ``drain`` (default) the run then processes the stream once (``headwater.processors.news``): de-duplicate,
 sentiment, ticker tags, ``news:{id}`` hashes with TTL, ``news:idx:{T}``, ``ts:{T}:sentiment:news``.
 
 CLI (the reference's ``--test --ticker``)::
@@ -29,11 +29,14 @@ if __package__ in (None, ""):  # `python flows/news_scraper.py`: make the repo r
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
-from prefect import flow, task  # noqa: E402
+from prefect import flow  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from expectations.articles import COLUMNS  # noqa: E402
 from flows import common  # noqa: E402
+from flows.context import FlowContext, flow_context  # noqa: E402
+from flows.gate import gate, quarantine_unparsed  # noqa: E402
+from flows.retry import io_task  # noqa: E402
 from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
 from headwater.models import Article  # noqa: E402
 from headwater.tagging import COMPANY_NAMES, is_ambiguous  # noqa: E402
@@ -57,13 +60,12 @@ class TickerNews:
     newest_ms: int | None = None
 
 
-@task(**common.IO_RETRIES, tags=["newsapi"])
-def fetch_articles(
-    ticker: str, lookback_hours: float, overlap_minutes: float, max_pages: int, data_sources: str | None = None,
-) -> TickerNews:  # fmt: skip
+@io_task(tags=["newsapi"])
+def fetch_articles(ctx: FlowContext, ticker: str, lookback_hours: float, overlap_minutes: float,
+                   max_pages: int) -> TickerNews:  # fmt: skip
     """Search NewsAPI for one ticker's articles since its watermark."""
-    client = common.provider_client("newsapi", data_sources=data_sources)
-    watermark = common.redis_client().get(common.keys().checkpoint(FLOW, ticker))
+    client = ctx.provider("newsapi")
+    watermark = ctx.client.get(ctx.keys.checkpoint(FLOW, ticker))
     now = time.time()
     since_s = now - lookback_hours * 3600
     if watermark:
@@ -106,24 +108,25 @@ def news_scraper(
     """Fetch, validate and publish new articles per ticker; optionally process them at once."""
     summary = common.RunSummary(FLOW)
     symbols = common.resolve_tickers(tickers, tickers_file)
-    futures = {t: fetch_articles.submit(t, lookback_hours, overlap_minutes, max_pages, data_sources) for t in symbols}
-    found: dict[str, TickerNews] = common.collect(futures, summary)
-    rejected = [r for news in found.values() for r in news.rejected]
-    parse_quarantined = common.quarantine_unparsed("articles", rejected, "Article", FLOW, "newsapi")
-    frame, by_id = article_frame(found)
-    fresh, duplicates = common.drop_duplicates(DATASET, frame)
-    good, quarantined = common.gate(dataset="articles", frame=fresh, flow=FLOW, source="newsapi")
-    k = common.keys()
-    messages = [{"d": by_id[row.id].model_dump_json(), "q": row.query, "src": "newsapi",
-                 "fetched_ms": str(int(time.time() * 1000))} for row in good.itertuples(index=False)]  # fmt: skip
-    watermarks = {k.checkpoint(FLOW, t): str(n.newest_ms) for t, n in found.items() if n.newest_ms}
-    published = common.publish(k.raw_news, messages, watermarks)
-    summary.add(tickers=len(symbols), fetched=len(frame) + len(rejected), duplicates=duplicates, validated=len(good),
-                quarantined=quarantined + parse_quarantined, published=published)  # fmt: skip
-    if drain:
-        processed = common.drain_stream(DATASET)
-        summary.add(stored=processed["stored"], processor_duplicates=processed["duplicates"],
-                    dead_letters=processed["dead_letters"])  # fmt: skip
+    with flow_context(data_sources=data_sources) as ctx:
+        futures = {t: fetch_articles.submit(ctx, t, lookback_hours, overlap_minutes, max_pages) for t in symbols}
+        found: dict[str, TickerNews] = common.collect(futures, summary)
+        rejected = [r for news in found.values() for r in news.rejected]
+        parse_quarantined = quarantine_unparsed(ctx, "articles", rejected, "Article", FLOW, "newsapi")
+        frame, by_id = article_frame(found)
+        fresh, duplicates = common.drop_duplicates(ctx, DATASET, frame)
+        good, quarantined = gate(ctx, dataset="articles", frame=fresh, flow=FLOW, source="newsapi")
+        k = ctx.keys
+        messages = [{"d": by_id[row.id].model_dump_json(), "q": row.query, "src": "newsapi",
+                     "fetched_ms": str(int(time.time() * 1000))} for row in good.itertuples(index=False)]  # fmt: skip
+        watermarks = {k.checkpoint(FLOW, t): str(n.newest_ms) for t, n in found.items() if n.newest_ms}
+        published = common.publish(ctx, k.raw_news, messages, watermarks)
+        summary.add(tickers=len(symbols), fetched=len(frame) + len(rejected), duplicates=duplicates,
+                    validated=len(good), quarantined=quarantined + parse_quarantined, published=published)  # fmt: skip
+        if drain:
+            processed = common.drain_stream(ctx, DATASET)
+            summary.add(stored=processed["stored"], processor_duplicates=processed["duplicates"],
+                        dead_letters=processed["dead_letters"])  # fmt: skip
     return common.finish(summary)
 
 

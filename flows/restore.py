@@ -46,7 +46,7 @@ from flows.archive import COMPACTED_SOURCE, record_to_hash
 from headwater import audit, retention
 from headwater.keys import Keys, check_ticker
 from headwater.storage.blob import BlobStore
-from headwater.storage.redis import ensure_series
+from headwater.storage.timeseries import ensure_series
 from headwater.timeframes import DAY_S, TIMEFRAMES
 from headwater.warm import BAR_VALUES
 

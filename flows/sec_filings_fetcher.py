@@ -36,16 +36,11 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
-from flows.document_ingest import (
-    DocumentContext,
-    document_clients,
-    io_task,
-    process_documents,
-    record_checkpoint,
-    store_document,
-)
+from flows.context import flow_context
+from flows.document_ingest import DocumentContext, process_documents, record_checkpoint, store_document
+from flows.retry import io_task
 from headwater.config import load_tickers
 from headwater.documents import RawDocument, filing_blob_path
 from headwater.keys import check_ticker
@@ -63,7 +58,7 @@ from headwater.providers.http import ProviderError
 from headwater.settings import Settings
 
 JOB = "sec_filings_fetcher"
-IO_TASK = io_task([2, 5, 15], EdgarBlocked)  # tasks never retry into a fair-access block
+EDGAR_TASK = io_task(retry_delay_seconds=[2, 5, 15])  # an EdgarBlocked is not retried: never retry into a block
 
 
 @dataclass
@@ -74,22 +69,23 @@ class FetchContext(DocumentContext):
 
 
 def build_context(max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES) -> FetchContext:
-    """Clients for EDGAR, Redis and Blob; refuses a missing User-Agent before connecting to anything."""
+    """The run's context (Redis, Blob) plus an EDGAR client; refuses a missing User-Agent before connecting."""
     settings = Settings()
     check_user_agent(settings.edgar.user_agent)
-    client, keys, blobs, maxlen = document_clients(settings)
+    ctx = flow_context(settings, actor=f"flow:{JOB}")
+    client, keys = ctx.client, ctx.keys
     edgar = EdgarClient.from_settings(settings.edgar, client, keys, standins=settings.standins,
                                       max_document_bytes=max_document_bytes)  # fmt: skip
-    return FetchContext(JOB, client, keys, blobs, maxlen, edgar)
+    return FetchContext(ctx, JOB, edgar)
 
 
-@task(**IO_TASK)
+@EDGAR_TASK
 def resolve_ciks(ctx: FetchContext, tickers: list[str]) -> dict[str, int | None]:
     """Ticker -> CIK from EDGAR's company_tickers.json (None for unknown tickers)."""
     return {ticker: ctx.edgar.cik(ticker) for ticker in tickers}
 
 
-@task(**IO_TASK)
+@EDGAR_TASK
 def list_new_filings(ctx: FetchContext, ticker: str, cik: int, forms: list[str], since: dt.datetime,
                      refetch: bool = False) -> list[FilingRef]:  # fmt: skip
     """The ticker's filings of ``forms`` accepted since ``since`` that this flow has not stored yet."""
@@ -100,13 +96,13 @@ def list_new_filings(ctx: FetchContext, ticker: str, cik: int, forms: list[str],
     return [ref for ref in refs if ref.filing.accession not in seen]
 
 
-@task(**IO_TASK)
+@EDGAR_TASK
 def acceptance_time(ctx: FetchContext, ref: FilingRef) -> dt.datetime:
     """When the market could first see the filing (the index page's New York time, in UTC)."""
     return ctx.edgar.acceptance_time(ref)
 
 
-@task(**IO_TASK)
+@EDGAR_TASK
 def download_document(ctx: FetchContext, ref: FilingRef) -> bytes:
     """The filing's primary document (size-limited)."""
     return ctx.edgar.download(ref.url)
@@ -135,7 +131,7 @@ def sec_filings_fetcher(
     """Fetch new periodic filings of ``tickers`` (default config/tickers.txt) into Blob and the documents stream.
 
     ``process`` also drains the stream through the document processor at the end (embedding is CPU-heavy:
-    leave it off where ``python -m flows.processors.document`` runs).
+    leave it off where ``python -m headwater.processors.documents`` runs).
     """
     ctx = build_context(max_document_bytes)  # first: no User-Agent, no run
     logger = get_run_logger()

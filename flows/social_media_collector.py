@@ -35,14 +35,16 @@ if __package__ in (None, ""):  # `python flows/social_media_collector.py`: make 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
-from prefect import flow, task  # noqa: E402
+from prefect import flow  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from expectations.posts import COLUMNS  # noqa: E402
 from flows import common  # noqa: E402
+from flows.context import FlowContext, flow_context  # noqa: E402
+from flows.gate import gate, quarantine_unparsed  # noqa: E402
+from flows.retry import io_task  # noqa: E402
 from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
 from headwater.models import Post  # noqa: E402
-from headwater.settings import RedditSettings  # noqa: E402
 
 FLOW = "social_media_collector"
 DATASET = "social"
@@ -68,11 +70,11 @@ def x_checkpoint_item(query: str) -> str:
     return "x:" + hashlib.sha256(query.encode()).hexdigest()[:12]
 
 
-@task(**common.IO_RETRIES, tags=["reddit"])
-def fetch_reddit(subreddit: str, max_pages: int, data_sources: str | None = None) -> Harvest:
+@io_task(tags=["reddit"])
+def fetch_reddit(ctx: FlowContext, subreddit: str, max_pages: int) -> Harvest:
     """The newest posts of one subreddit down to its watermark."""
-    client = common.provider_client("reddit", data_sources=data_sources)
-    stored = common.redis_client().get(common.keys().checkpoint(FLOW, f"reddit:{subreddit}"))
+    client = ctx.provider("reddit")
+    stored = ctx.client.get(ctx.keys.checkpoint(FLOW, f"reddit:{subreddit}"))
     watermark = int(stored) if stored else 0
     harvest = Harvest(f"reddit:{subreddit}", checkpoint=str(watermark) if watermark else None)
     after, newest = None, watermark
@@ -89,11 +91,11 @@ def fetch_reddit(subreddit: str, max_pages: int, data_sources: str | None = None
     return harvest
 
 
-@task(**common.IO_RETRIES, tags=["x"])
-def fetch_x(query: str, lookback_minutes: float, max_pages: int, data_sources: str | None = None) -> Harvest:
+@io_task(tags=["x"])
+def fetch_x(ctx: FlowContext, query: str, lookback_minutes: float, max_pages: int) -> Harvest:
     """Recent tweets for one cashtag query since its ``since_id``."""
-    client = common.provider_client("x", data_sources=data_sources)
-    since_id = common.redis_client().get(common.keys().checkpoint(FLOW, x_checkpoint_item(query)))
+    client = ctx.provider("x")
+    since_id = ctx.client.get(ctx.keys.checkpoint(FLOW, x_checkpoint_item(query)))
     since_id = since_id.decode() if since_id else None
     start = dt.datetime.fromtimestamp(time.time() - lookback_minutes * 60, dt.UTC)
     harvest = Harvest(f"x:{query}", checkpoint=since_id)
@@ -137,35 +139,36 @@ def social_media_collector(
     summary = common.RunSummary(FLOW)
     platforms = platforms or ["reddit", "x"]
     futures: dict[str, Any] = {}
-    if "reddit" in platforms:
-        for sub in subreddits or RedditSettings().subreddits:
-            futures[f"reddit:{sub}"] = fetch_reddit.submit(sub, max_pages, data_sources)
-    if "x" in platforms:
-        symbols = common.resolve_tickers(tickers, tickers_file)
-        for query in x_queries(symbols, tickers_per_query):
-            futures[query] = fetch_x.submit(query, lookback_minutes, max_pages, data_sources)
-    harvests: list[Harvest] = list(common.collect(futures, summary).values())
-    rejected = [r for h in harvests for r in h.rejected]
-    parse_quarantined = common.quarantine_unparsed("posts", rejected, "Post", FLOW, "social")
-    frame, by_id = post_frame(harvests)
-    fresh, duplicates = common.drop_duplicates(DATASET, frame)
-    good, quarantined = common.gate(dataset="posts", frame=fresh, flow=FLOW, source="social")
-    k = common.keys()
-    now = str(int(time.time() * 1000))
-    messages = [{"d": by_id[row.id].model_dump_json(), "q": row.query, "src": row.platform, "fetched_ms": now}
-                for row in good.itertuples(index=False)]  # fmt: skip
-    checkpoints = {}
-    for h in harvests:
-        if h.checkpoint:
-            item = h.source if h.source.startswith("reddit:") else x_checkpoint_item(h.source[2:])
-            checkpoints[k.checkpoint(FLOW, item)] = h.checkpoint
-    published = common.publish(k.raw_social, messages, checkpoints)
-    summary.add(sources=len(futures), fetched=len(frame) + len(rejected), duplicates=duplicates, validated=len(good),
-                quarantined=quarantined + parse_quarantined, published=published)  # fmt: skip
-    if drain:
-        processed = common.drain_stream(DATASET)
-        summary.add(stored=processed["stored"], untagged=processed["untagged"],
-                    processor_duplicates=processed["duplicates"], dead_letters=processed["dead_letters"])  # fmt: skip
+    with flow_context(data_sources=data_sources) as ctx:
+        if "reddit" in platforms:
+            for sub in subreddits or ctx.settings.reddit.subreddits:
+                futures[f"reddit:{sub}"] = fetch_reddit.submit(ctx, sub, max_pages)
+        if "x" in platforms:
+            symbols = common.resolve_tickers(tickers, tickers_file)
+            for query in x_queries(symbols, tickers_per_query):
+                futures[query] = fetch_x.submit(ctx, query, lookback_minutes, max_pages)
+        harvests: list[Harvest] = list(common.collect(futures, summary).values())
+        rejected = [r for h in harvests for r in h.rejected]
+        parse_quarantined = quarantine_unparsed(ctx, "posts", rejected, "Post", FLOW, "social")
+        frame, by_id = post_frame(harvests)
+        fresh, duplicates = common.drop_duplicates(ctx, DATASET, frame)
+        good, quarantined = gate(ctx, dataset="posts", frame=fresh, flow=FLOW, source="social")
+        k = ctx.keys
+        now = str(int(time.time() * 1000))
+        messages = [{"d": by_id[row.id].model_dump_json(), "q": row.query, "src": row.platform, "fetched_ms": now}
+                    for row in good.itertuples(index=False)]  # fmt: skip
+        checkpoints = {}
+        for h in harvests:
+            if h.checkpoint:
+                item = h.source if h.source.startswith("reddit:") else x_checkpoint_item(h.source[2:])
+                checkpoints[k.checkpoint(FLOW, item)] = h.checkpoint
+        published = common.publish(ctx, k.raw_social, messages, checkpoints)
+        summary.add(sources=len(futures), fetched=len(frame) + len(rejected), duplicates=duplicates,
+                    validated=len(good), quarantined=quarantined + parse_quarantined, published=published)  # fmt: skip
+        if drain:
+            processed = common.drain_stream(ctx, DATASET)
+            summary.add(stored=processed["stored"], untagged=processed["untagged"],
+                        processor_duplicates=processed["duplicates"], dead_letters=processed["dead_letters"])  # fmt: skip
     return common.finish(summary)
 
 

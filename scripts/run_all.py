@@ -13,9 +13,9 @@
 
    streamer             python -m streamer stream
    processors           python -m streamer process --workers N
-   news-processor       python -m flows.processors.news        (if the module exists)
-   social-processor     python -m flows.processors.social      (if the module exists)
-   document-processor   python -m flows.processors.document    (if the module exists)
+   news-processor       python -m headwater.processors.news
+   social-processor     python -m headwater.processors.social
+   document-processor   python -m headwater.processors.documents
    prefect-worker       prefect worker start --pool headwater-local --type process
    metrics              python -m headwater.metrics --port 9108   (http://127.0.0.1:9108/metrics)
    feature-api          python -m features.api --port 8000        (if the module exists)
@@ -70,9 +70,9 @@ def plan(args: argparse.Namespace) -> list[Service]:
     candidates = [
         Service("streamer", [PY, "-m", "streamer", "stream"]),
         Service("processors", [PY, "-m", "streamer", "process", "--workers", str(args.workers)]),
-        Service("news-processor", [PY, "-m", "flows.processors.news"]),
-        Service("social-processor", [PY, "-m", "flows.processors.social"]),
-        Service("document-processor", [PY, "-m", "flows.processors.document"]),
+        Service("news-processor", [PY, "-m", "headwater.processors.news"]),
+        Service("social-processor", [PY, "-m", "headwater.processors.social"]),
+        Service("document-processor", [PY, "-m", "headwater.processors.documents"]),
         Service("prefect-worker", [PREFECT, "worker", "start", "--pool", LOCAL_POOL, "--type", "process"]),
         Service("metrics", [PY, "-m", "headwater.metrics", "--port", str(args.metrics_port)]),
         Service("feature-api", [PY, "-m", "features.api", "--port", str(args.api_port)]),

@@ -41,7 +41,8 @@ from redis.exceptions import ResponseError
 from headwater.keys import AGG_FIELDS, CROSSED_QUOTE_FIELDS, TICK_FIELDS, TICKER_RE, Keys, partition_of
 from headwater.models import MARKET_EVENT, Bar, Quote, Trade
 from headwater.settings import StreamSettings
-from headwater.storage.redis import RETRY_ERRORS, TimeSeriesLayout, ensure_series
+from headwater.storage.redis import RETRY_ERRORS
+from headwater.storage.timeseries import TimeSeriesLayout, ensure_series
 from headwater.storage.transaction import guarded_transaction
 from headwater.timeframes import DAY_MS
 

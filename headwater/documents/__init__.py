@@ -1,7 +1,7 @@
 """Documents: SEC filings and earnings-call transcripts, from raw blob to searchable chunks.
 
     flows/sec_filings_fetcher.py, flows/earnings_transcripts_scraper.py   fetch -> Blob -> stream:raw_documents
-    flows/processors/document.py   stream -> parse -> chunking -> embed -> index (doc:{DOC_ID}:chunk:{N})
+    headwater/processors/documents.py   stream -> parse -> chunking -> embed -> index (doc:{DOC_ID}:chunk:{N})
     headwater.documents.search     search_documents(...) for agents, with a semantic cache
 
 Modules: ``parse`` (HTML/iXBRL -> sections), ``chunking`` (token-aware, with overlap), ``embed``

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flows.earnings_transcripts_scraper import raw_document as transcript_document
-from flows.processors.document import DocumentProcessor, drain
+from headwater.processors.documents import DocumentProcessor, drain
 from headwater.documents import store_raw_document
 from headwater.documents.search import DocumentSearch
 from headwater.providers.transcripts import TranscriptScraper, TranscriptSelectors

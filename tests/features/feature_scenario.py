@@ -15,7 +15,7 @@ import redis
 
 from features.online_store import OnlineLayout
 from headwater.keys import Keys
-from headwater.storage.redis import TimeSeriesLayout, ensure_series
+from headwater.storage.timeseries import TimeSeriesLayout, ensure_series
 from headwater.timeframes import DAY_MS as DAY
 from headwater.timeframes import HOUR_MS as HOUR
 from headwater.timeframes import MINUTE_MS as MIN

@@ -12,13 +12,17 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 
 from headwater.keys import Keys
 
-# Shorter backoff between task retries (1-2-4 s in production): read when flows.common is first imported. A
+if TYPE_CHECKING:
+    from flows.context import FlowContext
+
+# Shorter backoff between task retries (1-2-4 s in production): read when flows.retry is first imported. A
 # provider's Retry-After is still honoured in full (see test_flow_market's 429 storm).
 os.environ.setdefault("HEADWATER_FLOW_RETRY_BASE_S", "0.2")
 
@@ -55,6 +59,14 @@ def flow_env(monkeypatch: pytest.MonkeyPatch, redis_url: str, key_prefix: str, p
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=5)  # ship this test's run logs while the server is surely up
+
+
+@pytest.fixture
+def flow_ctx(flow_env: Keys, r) -> FlowContext:  # noqa: ANN001
+    """A flow context on the test's Redis client and namespace (what ``flow_context()`` builds for a run)."""
+    from flows.context import FlowContext
+
+    return FlowContext(r, flow_env)
 
 
 def point_providers(monkeypatch: pytest.MonkeyPatch, hub) -> None:  # noqa: ANN001

@@ -9,7 +9,8 @@ from flow_support import counters, samples, utc_ms
 
 from expectations import articles, bars, posts
 from expectations.docs import build
-from flows import common
+from flows.gate import gate, gate_parts
+from headwater.storage.timeseries import write_bars
 
 PAIR = "expect_column_pair_values_a_to_be_greater_than_b"
 
@@ -48,9 +49,9 @@ def test_the_bars_suite_rejects_each_kind_of_bad_row_and_names_the_expectation()
     assert len(quarantined) == 8
 
 
-def test_quarantined_rows_land_in_the_stream_and_good_rows_are_stored(flow_env, r):
-    good, count = common.gate.fn(dataset="bars", frame=BATCH, flow="test", source="alphavantage")
-    written = common.write_bars(good)
+def test_quarantined_rows_land_in_the_stream_and_good_rows_are_stored(flow_env, flow_ctx, r):
+    good, count = gate.fn(flow_ctx, dataset="bars", frame=BATCH, flow="test", source="alphavantage")
+    written = write_bars(flow_ctx.layout, good)
     assert count == 8 and written.written == 2
     entries = r.xrange(flow_env.quarantine)
     assert len(entries) == 8
@@ -68,10 +69,10 @@ def test_quarantined_rows_land_in_the_stream_and_good_rows_are_stored(flow_env, 
     }
 
 
-def test_several_frames_are_validated_as_one_batch_and_split_back(flow_env, r):
+def test_several_frames_are_validated_as_one_batch_and_split_back(flow_env, flow_ctx, r):
     first, second = BATCH.iloc[:5], BATCH.iloc[5:]
     empty = BATCH.iloc[:0]
-    parts = common.gate_parts.fn(dataset="bars", frames=[first, empty, second], flow="test", source="alphavantage")
+    parts = gate_parts.fn(flow_ctx, dataset="bars", frames=[first, empty, second], flow="test", source="alphavantage")
     assert [len(good) for good, _ in parts] == [1, 0, 1] and [n for _, n in parts] == [4, 0, 4]
     assert parts[0][0]["ts"].tolist() == [MON_0930] and parts[2][0]["ts"].tolist() == [utc_ms(2024, 3, 8)]
     assert r.xlen(flow_env.quarantine) == 8

@@ -8,9 +8,9 @@ import pytest
 from flow_support import samples, total_samples
 
 from flows.news_scraper import news_query, news_scraper
-from flows.processors import drain, ttl_seconds
-from flows.processors.news import NewsProcessor
 from headwater.models import Article
+from headwater.processors import drain, ttl_seconds
+from headwater.processors.news import NewsProcessor
 from headwater.sentiment import default_scorer
 from headwater.tagging import TickerTagger
 

@@ -7,11 +7,11 @@ import datetime as dt
 import pytest
 from flow_support import samples
 
-from flows.processors import drain
-from flows.processors.social import SocialProcessor
 from flows.social_media_collector import social_media_collector, x_queries
 from headwater.keys import Keys
 from headwater.models import Post
+from headwater.processors import drain
+from headwater.processors.social import SocialProcessor
 from headwater.sentiment import default_scorer
 from headwater.tagging import TickerTagger
 

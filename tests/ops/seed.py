@@ -8,7 +8,7 @@ import redis
 
 from headwater import retention
 from headwater.keys import AGG_FIELDS, BAR_FIELDS, Keys
-from headwater.storage.redis import ensure_series
+from headwater.storage.timeseries import ensure_series
 from headwater.timeframes import DAY_MS
 
 NOW_MS = int(time.time() * 1000)

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from flows.archive import ArchiveContext, ArchiveVerificationError, archive_dataset, posts_partition, record_to_hash
+from flows.archive import ArchiveVerificationError, archive_dataset, posts_partition, record_to_hash
+from flows.context import FlowContext
 from headwater import audit, retention
 from headwater.keys import AGG_FIELDS, BAR_FIELDS, Keys
 from headwater.metrics import counters_key
@@ -30,11 +31,11 @@ def _audit_events(r: redis.Redis, k: Keys) -> list[dict]:
 
 
 @pytest.fixture
-def ctx(r: redis.Redis, keys: Keys, store: CountingBlobStore) -> ArchiveContext:
-    return ArchiveContext(r, keys, store, actor="test:archive", now_ms=lambda: NOW_MS)
+def ctx(r: redis.Redis, keys: Keys, store: CountingBlobStore) -> FlowContext:
+    return FlowContext(r, keys, store, actor="test:archive", now_ms=lambda: NOW_MS)
 
 
-def test_old_bars_move_to_parquet_and_only_then_leave_redis(r: redis.Redis, keys: Keys, ctx: ArchiveContext,
+def test_old_bars_move_to_parquet_and_only_then_leave_redis(r: redis.Redis, keys: Keys, ctx: FlowContext,
                                                             store: CountingBlobStore) -> None:  # fmt: skip
     written = seed_bars(r, keys)
     cutoff = retention.cutoff_ms("bars", NOW_MS)
@@ -74,7 +75,7 @@ def test_old_bars_move_to_parquet_and_only_then_leave_redis(r: redis.Redis, keys
     assert r.hlen(counters_key(keys)) == 2
 
 
-def test_signals_archive_to_their_own_partitions(r: redis.Redis, keys: Keys, ctx: ArchiveContext,
+def test_signals_archive_to_their_own_partitions(r: redis.Redis, keys: Keys, ctx: FlowContext,
                                                  store: CountingBlobStore) -> None:  # fmt: skip
     written = seed_bars(r, keys)
     report = archive_dataset(ctx, "signals")
@@ -84,7 +85,7 @@ def test_signals_archive_to_their_own_partitions(r: redis.Redis, keys: Keys, ctx
     assert {(row["signal"], row["source"], row["ticker"]) for row in rows} == {("sentiment", "news", "AAPL")}
 
 
-def test_rerun_writes_nothing_new(r: redis.Redis, keys: Keys, ctx: ArchiveContext, store: CountingBlobStore) -> None:
+def test_rerun_writes_nothing_new(r: redis.Redis, keys: Keys, ctx: FlowContext, store: CountingBlobStore) -> None:
     written = seed_bars(r, keys)
     first = archive_dataset(ctx, "bars")
     assert first.blobs_written == len(store.writes) > 0
@@ -113,7 +114,7 @@ def test_failed_verification_deletes_nothing(r: redis.Redis, keys: Keys, store: 
                                              blob_connection_string: str) -> None:  # fmt: skip
     written = seed_bars(r, keys)
     losing = LosingBlobStore(store.settings, connection_string=blob_connection_string)
-    ctx = ArchiveContext(r, keys, losing, actor="test:archive", now_ms=lambda: NOW_MS)
+    ctx = FlowContext(r, keys, losing, actor="test:archive", now_ms=lambda: NOW_MS)
     with pytest.raises(ArchiveVerificationError) as failure:
         archive_dataset(ctx, "bars")
     assert failure.value.report.deleted == 0 and "missing" in str(failure.value)
@@ -121,11 +122,11 @@ def test_failed_verification_deletes_nothing(r: redis.Redis, keys: Keys, store: 
         assert ts_range(r, key) == points  # every sample still in Redis
     assert r.xlen(audit.audit_log_key(keys)) == 0
     # With a store that works, the next run archives everything.
-    good = archive_dataset(ArchiveContext(r, keys, store, now_ms=lambda: NOW_MS), "bars")
+    good = archive_dataset(FlowContext(r, keys, store, now_ms=lambda: NOW_MS), "bars")
     assert good.deleted == good.read > 0
 
 
-def test_samples_written_meanwhile_are_not_deleted(r: redis.Redis, keys: Keys, ctx: ArchiveContext,
+def test_samples_written_meanwhile_are_not_deleted(r: redis.Redis, keys: Keys, ctx: FlowContext,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """A series that changes between read and delete is left alone (WATCH); the next run archives the change."""
     import flows.archive as archive_module
@@ -153,7 +154,7 @@ def test_samples_written_meanwhile_are_not_deleted(r: redis.Redis, keys: Keys, c
     assert ts_range(r, changed_key, "-", retention.cutoff_ms("bars", NOW_MS) - 1) == []
 
 
-def test_old_news_moves_to_jsonl_per_ticker_and_day(r: redis.Redis, keys: Keys, ctx: ArchiveContext,
+def test_old_news_moves_to_jsonl_per_ticker_and_day(r: redis.Redis, keys: Keys, ctx: FlowContext,
                                                     store: CountingBlobStore) -> None:  # fmt: skip
     stored = seed_posts(r, keys)
     report = archive_dataset(ctx, "news")
@@ -170,7 +171,7 @@ def test_old_news_moves_to_jsonl_per_ticker_and_day(r: redis.Redis, keys: Keys, 
     assert archive_dataset(ctx, "news").read == 0 and store.writes == []
 
 
-def test_dry_run_changes_nothing(r: redis.Redis, keys: Keys, ctx: ArchiveContext, store: CountingBlobStore) -> None:
+def test_dry_run_changes_nothing(r: redis.Redis, keys: Keys, ctx: FlowContext, store: CountingBlobStore) -> None:
     written = seed_bars(r, keys)
     seed_posts(r, keys)
     bars = archive_dataset(ctx, "bars", dry_run=True)
@@ -187,7 +188,7 @@ def test_old_raw_documents_move_to_the_cool_tier(r: redis.Redis, keys: Keys, sto
     # 92 days after the upload (the blob's Last-Modified is Azurite's clock, not the seed's): past the 90 hot days
     # whatever the time of day
     later = int(time.time() * 1000) + 92 * DAY_MS
-    ctx = ArchiveContext(r, keys, store, now_ms=lambda: later)
+    ctx = FlowContext(r, keys, store, now_ms=lambda: later)
     report = archive_dataset(ctx, "documents")
     assert report.blobs_written == 1
     props = store.service.get_blob_client(raw, "sec/AAPL/10-K/0000320193-24-000123/aapl.htm").get_blob_properties()
@@ -196,17 +197,16 @@ def test_old_raw_documents_move_to_the_cool_tier(r: redis.Redis, keys: Keys, sto
     assert archive_dataset(ctx, "documents").blobs_written == 0
 
 
-def test_one_warm_layout_with_the_historical_backfiller(r: redis.Redis, keys: Keys, ctx: ArchiveContext,
+def test_one_warm_layout_with_the_historical_backfiller(r: redis.Redis, keys: Keys, ctx: FlowContext,
                                                         store: CountingBlobStore, ops_env: None) -> None:  # fmt: skip
     """The archive merges into the partitions the backfiller writes (same paths, columns, session months)."""
     import pandas as pd
 
-    from flows.historical_data_backfiller import write_warm
-    from headwater.warm import bars_partition, bars_path
+    from headwater.warm import bars_partition, bars_path, write_bars
 
     backfilled = pd.DataFrame([{"ticker": "AAPL", "timeframe": "1m", "source": "alphavantage", "ts": 1_706_734_800_000,
                                 "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 100.0}])  # 2024-01-31 16:00 NY
-    write_warm(backfilled)
+    write_bars(ctx.store, ctx.warm, backfilled)  # what the backfiller's commit_history does with old history
     late = 1_706_761_800_000  # 2024-01-31 23:30 New York = 2024-02-01 04:30 UTC: still the January session
     path = bars_partition("alphavantage", "1m", "AAPL", late)
     assert path == bars_path("alphavantage", "1m", "AAPL", "2024/01") == "bars/alphavantage/1m/AAPL/2024/01.parquet"

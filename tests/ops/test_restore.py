@@ -8,7 +8,8 @@ import pytest
 import redis
 
 from flows import restore as restore_module
-from flows.archive import ArchiveContext, archive_dataset
+from flows.archive import archive_dataset
+from flows.context import FlowContext
 from flows.restore import restore
 from headwater import audit, retention
 from headwater.keys import Keys
@@ -31,7 +32,7 @@ def _day(days_ago: int) -> date:
 def archived(r: redis.Redis, keys: Keys, store: CountingBlobStore) -> dict[str, list[list[float]]]:
     written = seed_bars(r, keys)
     seed_posts(r, keys)
-    ctx = ArchiveContext(r, keys, store, now_ms=lambda: NOW_MS)
+    ctx = FlowContext(r, keys, store, now_ms=lambda: NOW_MS)
     for dataset in ("bars", "signals", "news"):
         archive_dataset(ctx, dataset)
     return written

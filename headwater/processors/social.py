@@ -14,13 +14,13 @@ search that found it, ``src`` = ``reddit`` / ``x``. Per post:
    (at the creation time: the mean score of the posts created in that millisecond) and ``ts:{T}:mentions:social``.
 
 Mentions: the sample at a post's creation millisecond is the number of stored posts of that ticker created in that
-millisecond (``ZCOUNT`` on the index in the same atomic script as the ``ZADD``, ``flows.processors.INDEX_EVENT``,
+millisecond (``ZCOUNT`` on the index in the same atomic script as the ``ZADD``, ``headwater.processors.INDEX_EVENT``,
 so concurrent processors agree), written with the LAST policy. Summing the series over a window gives the mention count of the window, redeliveries do not
 double it, and nothing is stamped before it was posted (no look-ahead). Mention *velocity* -- mentions in the last
 hour against the hourly average of the last 24 h -- is derived from this series by ``features/sentiment.py``
 (``mention_velocity``).
 
-    python -m flows.processors.social [--consumer NAME] [--once]
+    python -m headwater.processors.social [--consumer NAME] [--once]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 
 import redis
 
-from flows.processors import ProcessorSettings, TaggedItemProcessor, default_tagger, run_cli, ttl_seconds
+from headwater.processors import ProcessorSettings, TaggedItemProcessor, default_tagger, run_cli, ttl_seconds
 from headwater.keys import Keys
 from headwater.models import Post, content_hash
 from headwater.sentiment import default_scorer

@@ -1,6 +1,6 @@
 """document_processor: ``stream:raw_documents`` -> parse -> chunk -> embed -> ``idx:documents``.
 
-    python -m flows.processors.document [--consumer NAME] [--once] [--batch-size 8] [--model NAME]
+    python -m headwater.processors.documents [--consumer NAME] [--once] [--batch-size 8] [--model NAME]
 
 A ``StreamWorker`` in consumer group ``processing_group``. Each entry references a raw document in Blob
 (``headwater.documents.DocumentRef``); per entry the worker
@@ -46,7 +46,7 @@ from headwater.providers.transcripts import TranscriptSelectors
 from headwater.storage.blob import BlobStore
 from headwater.streams import Entry, StreamWorker
 
-log = logging.getLogger("headwater.flows.document_processor")
+log = logging.getLogger("headwater.processors.documents")
 
 STAGE = "document_processor"
 DEFAULT_MAX_DOCUMENT_BYTES = 50_000_000
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     from headwater.settings import Settings
     from headwater.storage.redis import connect
 
-    parser = argparse.ArgumentParser(prog="python -m flows.processors.document", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m headwater.processors.documents", description=__doc__.split("\n\n")[0])
     parser.add_argument("--consumer", default=None, help="consumer name (default documents@<host>-<pid>)")
     parser.add_argument("--once", action="store_true", help="exit once the stream is drained instead of waiting")
     parser.add_argument("--idle-exit-s", type=float, default=1.0, help="with --once: idle time that counts as drained")

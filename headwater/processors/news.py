@@ -11,14 +11,14 @@ found it, ``src`` = provider. Per article:
 4. **Store**: ``news:{id}`` hash with a TTL (``config/retention.yaml``: news hot days + archive grace);
    ``news:idx:{T}`` sorted set by publish time (ms; entries older than the TTL trimmed, TTL refreshed);
    ``ts:{T}:sentiment:news`` sample at the publish time -- the mean score of the articles published in that
-   millisecond (``flows.processors.INDEX_EVENT``, one atomic script per ticker); then both hashes go into
+   millisecond (``headwater.processors.INDEX_EVENT``, one atomic script per ticker); then both hashes go into
    ``seen:news``.
 
 Every write is idempotent (same hash fields, same scores, LAST-policy samples), and ``seen:news`` is written
 last, so an entry redelivered after a crash is stored again rather than mistaken for a duplicate. An entry whose
 ``d`` is not an article goes to the dead-letter stream with the reason.
 
-    python -m flows.processors.news [--consumer NAME] [--once]
+    python -m headwater.processors.news [--consumer NAME] [--once]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from flows.processors import ProcessorSettings, TaggedItemProcessor, default_tagger, run_cli, ttl_seconds
+from headwater.processors import ProcessorSettings, TaggedItemProcessor, default_tagger, run_cli, ttl_seconds
 from headwater.keys import Keys
 from headwater.models import Article
 from headwater.sentiment import default_scorer

@@ -1,13 +1,17 @@
-"""Consumer-group processors of the batch streams (``stream:raw_news``, ``stream:raw_social``).
+"""Consumer-group processors of the batch streams (``stream:raw_news``, ``stream:raw_social``, ``stream:raw_documents``).
 
-Each is a ``headwater.streams.StreamWorker`` handler: the worker brings the consumer group, acks after the
-handler returns, dead letters for entries that are not what they claim to be, and reclaim/retry for entries
-whose worker died. Run one (or several, on any machine) as a long-lived process::
+They live in the core, beside the worker they run on (``headwater.streams``): the scheduled flows drain them
+in-process and they also run as standing processes (the market stream has its own partitioned processor,
+``streamer.processor``). Each is a ``headwater.streams.StreamWorker`` handler: the worker brings the consumer
+group, acks after the handler returns, dead letters for entries that are not what they claim to be, and
+reclaim/retry for entries whose worker died. Run one (or several, on any machine) as a long-lived process::
 
-    python -m flows.processors.news     [--consumer NAME] [--once]
-    python -m flows.processors.social   [--consumer NAME] [--once]
+    python -m headwater.processors.news        [--consumer NAME] [--once]
+    python -m headwater.processors.social      [--consumer NAME] [--once]
+    python -m headwater.processors.documents   [--consumer NAME] [--once]   (``documents.py``: same pattern)
 
-(``document.py``, the document processor of ``stream:raw_documents``, follows the same pattern.)
+Shared here: ``TaggedItemProcessor`` (what the news and social handlers have in common), ``ProcessorSettings``,
+``drain`` (one-shot consumer) and ``run_cli`` (the entry point).
 
 The scraping flows also *drain* their stream once at the end of a run (``drain`` below, consumer
 ``drain@<host>``): a one-shot CLI run or a deployment on a machine without a standing processor still stores its
@@ -38,7 +42,7 @@ from headwater.config import load_tickers
 from headwater.keys import Keys
 from headwater.sentiment import FinanceSentiment
 from headwater.settings import StreamSettings
-from headwater.storage.redis import ensure_series
+from headwater.storage.timeseries import ensure_series
 from headwater.streams import Entry, Handler, StreamWorker, WorkerStats
 from headwater.tagging import TickerTagger
 
@@ -203,12 +207,12 @@ def drain(
 
 def run_cli(name: str, stream_of: Callable[[Keys], str], make_handler: Callable[[redis.Redis, Keys], Handler],
             argv: list[str] | None = None) -> int:  # fmt: skip
-    """The shared ``python -m flows.processors.<name>`` entry point."""
+    """The shared ``python -m headwater.processors.<name>`` entry point."""
     from headwater.log import setup_logging
     from headwater.settings import RedisSettings
     from headwater.storage.redis import connect
 
-    parser = argparse.ArgumentParser(prog=f"python -m flows.processors.{name}",
+    parser = argparse.ArgumentParser(prog=f"python -m headwater.processors.{name}",
                                      description=f"Process stream:raw_{name} as a consumer of processing_group")  # fmt: skip
     parser.add_argument("--consumer", default=f"{name}@{socket.gethostname()}", help="consumer name (unique per process)")
     parser.add_argument("--once", action="store_true", help="exit once the stream is drained instead of waiting")
