@@ -123,6 +123,14 @@ class System:
     def embedded(self) -> dict[str, dict[str, Any]]:
         return _devstack().status()
 
+    def pid_and_port(self, service: str) -> tuple[int, int]:
+        """An embedded service's process and port: the harness's own restart of it, else the recorded one."""
+        handle = next((h for h in self.handles if h.name == service), None)
+        if handle is not None:
+            return handle.pid, handle.port
+        info = self.embedded()[service]
+        return int(info["pid"]), int(info["port"])
+
     def ws_deliveries(self) -> dict[str, Any]:
         return self.standin.get("/_control/ws/deliveries").raise_for_status().json()
 
@@ -383,6 +391,7 @@ class Chaos:
         self.kills: list[tuple[str, float, float]] = []  # (service, harness clock, wall)
         self.runs = FlowRuns()
         self.blocked_triggers: list[Trigger] = []  # filings runs meant to hit the injected EDGAR block
+        self.injection_failures: list[str] = []
         self._lock = threading.Lock()
 
     # each fault: inject, then a recovery condition polled in the background
@@ -395,6 +404,9 @@ class Chaos:
         except Exception as exc:  # noqa: BLE001 - a fault that could not even be injected is reported
             fault.detail = f"injection failed: {exc!r}"
             fault.done.set()
+            with self._lock:
+                self.faults.remove(fault)
+                self.injection_failures.append(f"{kind} at {fault.at:.0f}s: {exc!r}"[:300])
             progress(f"fault {kind}: {fault.detail}")
             return
         progress(f"fault {kind}: {fault.detail}")
@@ -440,10 +452,7 @@ class Chaos:
 
     def _redis_kill(self, fault: Fault) -> Any:
         dev = _devstack()
-        info = self.system.embedded()["redis"]
-        pid, port = int(info["pid"]), int(info["port"])
-        if self.system.handles and self.system.handles[-1].name == "redis":
-            pid = self.system.handles[-1].pid
+        pid, port = self.system.pid_and_port("redis")
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
                  timeout=10, every=0.05)  # fmt: skip
@@ -456,10 +465,7 @@ class Chaos:
 
     def _azurite_restart(self, fault: Fault) -> Any:
         dev = _devstack()
-        info = self.system.embedded()["azurite"]
-        port = int(info["port"])
-        old = next((h for h in self.system.handles if h.name == "azurite"), None)
-        pid = old.pid if old else int(info["pid"])
+        pid, port = self.system.pid_and_port("azurite")
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=5, every=0.1)
         if Path(f"/proc/{pid}").exists():
@@ -840,7 +846,7 @@ def build_report(args: argparse.Namespace, system: System, chaos: Chaos, verifie
         "no_lost_trades": verifier.total.missing == 0,
         "no_duplicate_trades": verifier.total.duplicates == 0,
         "every_minute_bar": missing_minutes == 0,
-        "every_fault_kind_injected": kinds <= set(injected),
+        "every_fault_kind_injected": kinds <= set(injected) and not chaos.injection_failures,
         "ws_drops_exceed_reconnect_budget": injected["ws_drop"] > MAX_RECONNECTS,
         "every_fault_recovered": injected == recovered,
         "dead_letters_only_injected": not other_dead and found_bad == expected_bad,
@@ -866,6 +872,7 @@ def build_report(args: argparse.Namespace, system: System, chaos: Chaos, verifie
         "events_sent": events_sent,
         "events_per_s": round(events_sent / max(streamed_s, 1)),
         "faults_injected": dict(sorted(injected.items())),
+        "injection_failures": chaos.injection_failures,
         "recoveries": dict(sorted(recovered.items())),
         "recovery_s_max": dict(sorted(recovery_s.items())),
         "not_recovered": [f"{f.kind} at {f.at:.0f}s: {f.detail}" for f in chaos.faults if f.recovered_s is None],

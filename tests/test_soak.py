@@ -29,7 +29,7 @@ def test_short_soak_keeps_every_invariant(tmp_path: Path) -> None:
     assert result.stdout.strip(), result.stderr[-5000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     context = json.dumps(report, indent=1)[:6000] + "\n" + result.stderr[-4000:]
-    assert set(report["faults_injected"]) == FAULT_KINDS, context
+    assert set(report["faults_injected"]) == FAULT_KINDS and report["injection_failures"] == [], context
     assert report["faults_injected"]["ws_drop"] > report["settings"]["polygon_max_reconnects"], context
     assert report["recoveries"] == report["faults_injected"], context
     assert report["trade_ms_checked"] > 50_000 and report["minute_bars_checked"] > 0, context
