@@ -484,6 +484,9 @@ class Chaos:
 
     def _provider_burst(self, provider: str, fault: Fault, trigger: tuple[str, dict[str, Any]] | None) -> Any:
         mode = fault.kind.rsplit("_", 1)[1]
+        # One burst at a time per provider: two bursts landing on one request's attempts would exceed its retry
+        # budget (3 retries) by construction, which says nothing about the system.
+        wait_for(lambda: not self.system.faults_pending(provider), timeout=90, every=1)
         if mode == "429":
             self.system.inject(provider, "http429", count=3, retry_after=1)
         elif mode == "5xx":
