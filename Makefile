@@ -1,7 +1,7 @@
 # Headwater: the two commands a newcomer needs are `make demo` and `make test` (see README).
 PY := .venv/bin/python
 
-.PHONY: install demo test test-fast up services down status bench help
+.PHONY: install demo test test-fast up services down status bench soak help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -31,5 +31,9 @@ status:  ## services and pipeline status
 	$(PY) -m headwater.services status
 	$(PY) -m headwater.status
 
-bench: install  ## run every benchmark (prints one JSON object each)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b --json; done
+MINUTES ?= 20
+soak: install  ## soak and chaos: the whole system under a fault schedule for MINUTES (default 20); one JSON object
+	$(PY) bench/soak.py --minutes $(MINUTES) --json
+
+bench: install  ## run every benchmark (prints one JSON object each; the soak is `make soak`)
+	@for b in bench/*.py; do [ "$$b" = bench/soak.py ] && continue; echo "== $$b"; $(PY) $$b --json; done

@@ -39,7 +39,7 @@ import redis  # noqa: E402
 from headwater import services  # noqa: E402
 from headwater.config import load_tickers  # noqa: E402
 from headwater.keys import Keys  # noqa: E402
-from headwater.timeframes import MINUTE_MS  # noqa: E402
+from bench._soak.counting import TradeCount, count_trades  # noqa: E402
 from standins.polygon_ws import PolygonStandIn  # noqa: E402
 
 PARTITIONS = 4
@@ -60,25 +60,12 @@ def percentile(hist: dict[int, int], q: float) -> float | None:
 
 def check_trades(client: redis.Redis, keys: Keys, ws: PolygonStandIn, tickers: list[str]) -> dict[str, int]:
     """Compare every ticker's price/volume series with the simulator's trades over the same span."""
-    missing = duplicates = checked = 0
+    total = TradeCount()
     for t in tickers:
         prices = client.execute_command("TS.RANGE", keys.tick(t, "price"), "-", "+")
-        if not prices:
-            continue
-        volumes = client.execute_command("TS.RANGE", keys.tick(t, "volume"), "-", "+")
-        first, last = int(prices[0][0]), int(prices[-1][0])
-        expected: dict[int, float] = {}
-        for minute in range((first // MINUTE_MS) * MINUTE_MS, last + 1, MINUTE_MS):
-            for trade in ws.sim.minute_trades(t, minute):
-                if first <= trade.t_ms <= last:
-                    expected[trade.t_ms] = expected.get(trade.t_ms, 0.0) + trade.size
-        got = {int(ts): float(v) for ts, v in volumes}
-        missing += len(set(expected) - set(got))
-        duplicates += sum(1 for ts, v in got.items() if ts in expected and v > expected[ts])
-        duplicates += len(set(got) - set(expected))
-        missing += sum(1 for ts, v in got.items() if ts in expected and v < expected[ts])
-        checked += len(expected)
-    return {"trade_ms_checked": checked, "missing_trades": missing, "duplicates": duplicates}
+        if prices:
+            total.add(count_trades(client, keys, ws.sim, t, int(prices[0][0]), int(prices[-1][0])))
+    return {"trade_ms_checked": total.checked, "missing_trades": total.missing, "duplicates": total.duplicates}
 
 
 def run_rate(url: str, rate: float, seconds: float, tickers: list[str], tickers_file: Path) -> dict[str, object]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/run_all.py [--only NAME,...] [--skip NAME,...] [--workers 2]
                                         [--metrics-port 9108] [--api-port 8000] [--no-services] [--no-deploy]
-                                        [--duration S] [--grace S]
+                                        [--duration S] [--grace S] [--restart] [--restart-backoff S]
 
 1. Embedded services: Redis Stack, Azurite, the Prefect server and the provider stand-ins are started with
    ``headwater.services.up()`` (skipped where REDIS_URL etc. point elsewhere; ``--no-services`` uses the
@@ -22,8 +22,14 @@
 
 4. Waits. Ctrl-C or SIGTERM (or ``--duration``) stops everything: SIGTERM to each process (each finishes its
    batch, releases its leases, flushes), up to ``--grace`` seconds, then SIGKILL for whatever is left in its
-   process group; exit 0. Nothing is restarted: if a process exits on its own, the others are stopped the same
-   way and the exit code is 1, naming it -- a crash is seen, not hidden behind a restart loop.
+   process group; exit 0. By default nothing is restarted: if a process exits on its own, the others are
+   stopped the same way and the exit code is 1, naming it -- a crash is seen, not hidden behind a restart loop.
+
+   ``--restart`` restarts it instead, as Kubernetes does a pod's container (``restartPolicy: Always``): what is
+   left of its process group is killed, and it starts again after a back-off that doubles from
+   ``--restart-backoff`` seconds up to 60 s and resets once the process has run for 60 s. Every exit is still
+   printed (``run_all: NAME exited with code C after T s; restart N in D s``), and the run ends with exit code 1
+   if anything had to be restarted. ``bench/soak.py`` runs the system this way while it kills processes.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ class Service:
     returncode: int | None = None
     started: float = 0.0
     log: list[str] = field(default_factory=list)
+    restarts: int = 0
+    backoff_s: float = 0.0
+    restart_at: float | None = None  # monotonic time of the pending restart
 
 
 def _module_exists(module: str) -> bool:
@@ -152,6 +161,26 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+RESTART_BACKOFF_MAX_S = 60.0
+RESTART_RESET_AFTER_S = 60.0
+
+
+def schedule_restart(service: Service, base_s: float) -> float:
+    """Clear what is left of an exited service's process group; return the back-off before it starts again."""
+    assert service.process is not None
+    pgid = service.process.pid
+    if _group_alive(pgid):  # e.g. the worker processes of a pool whose leader was killed
+        os.killpg(pgid, signal.SIGKILL)
+    if service.reader is not None:
+        service.reader.join(2)
+    ran_s = time.monotonic() - service.started
+    service.backoff_s = base_s if ran_s >= RESTART_RESET_AFTER_S or not service.backoff_s else min(
+        RESTART_BACKOFF_MAX_S, service.backoff_s * 2)  # fmt: skip
+    service.restarts += 1
+    service.restart_at = time.monotonic() + service.backoff_s
+    return service.backoff_s
+
+
 def stop_all(services: list[Service], grace_s: float) -> list[str]:
     """SIGTERM every leader, wait up to ``grace_s``, then clear each process group; returns names SIGKILLed."""
     running = [s for s in services if s.process is not None and s.process.poll() is None]
@@ -200,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-deploy", action="store_true", help="do not create the work pool / apply prefect.yaml")
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
     parser.add_argument("--grace", type=float, default=20.0, help="seconds each process gets to exit after SIGTERM")
+    parser.add_argument("--restart", action="store_true", help="restart a process that exits, with back-off (as Kubernetes does)")
+    parser.add_argument("--restart-backoff", type=float, default=1.0, help="first restart delay in seconds (doubles up to 60)")
     args = parser.parse_args(argv)
 
     services = plan(args)
@@ -227,8 +258,19 @@ def main(argv: list[str] | None = None) -> int:
               f"metrics on http://127.0.0.1:{args.metrics_port}/metrics; Ctrl-C stops them all", flush=True)  # fmt: skip
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.wait(0.2):
-            exited = next((s for s in services if s.process is not None and s.process.poll() is not None), None)
-            if exited is not None:
+            for s in services:
+                if s.restart_at is not None and time.monotonic() >= s.restart_at:
+                    s.restart_at = None
+                    start(s, env)
+            exited = next((s for s in services if s.restart_at is None and s.process is not None
+                           and s.process.poll() is not None), None)  # fmt: skip
+            if exited is not None and args.restart:
+                assert exited.process is not None
+                ran_s = time.monotonic() - exited.started
+                delay = schedule_restart(exited, args.restart_backoff)
+                print(f"run_all: {exited.name} exited with code {exited.process.returncode} after {ran_s:.1f}s; "
+                      f"restart {exited.restarts} in {delay:.1f}s", flush=True)  # fmt: skip
+            elif exited is not None:
                 failed = exited
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -245,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all: {s.name:<19} exit {s.returncode}", flush=True)
     if killed:
         print(f"run_all: had to SIGKILL: {', '.join(killed)}", flush=True)
-    return 1 if failed is not None or killed else 0
+    restarted = [f"{s.name} x{s.restarts}" for s in services if s.restarts]
+    if restarted:
+        print(f"run_all: restarted: {', '.join(restarted)}", flush=True)
+    return 1 if failed is not None or killed or restarted else 0
 
 
 if __name__ == "__main__":

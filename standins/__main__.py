@@ -5,6 +5,11 @@
 The WebSocket stand-in (Polygon stocks feed) and the REST stand-in (Polygon aggregates, Alpha Vantage,
 NewsAPI, Reddit, X, SEC EDGAR, transcripts) share one ``MarketSim``, so bars fetched over REST for gap fill
 equal the trades streamed. Prints one JSON line with every URL once both listen; SIGTERM stops it.
+
+The WebSocket stand-in's fault injection is served next to the REST one's, under ``/_control/ws/``:
+``POST drop`` ({"code": 1011}; null = abrupt TCP close), ``POST inject`` ({"text": "..."}: one raw frame to
+every subscriber), ``POST pause`` ({"seconds": 5}), ``GET deliveries`` (per connection: tickers and the
+event-time span sent, with the simulator's seed and density, for counting what a client must have stored).
 ``headwater.services up`` runs this as the embedded "standins" service.
 """
 
@@ -37,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ws = PolygonStandIn(tickers=tickers, seed=args.seed, events_per_second=args.rate, host=args.host, port=args.ws_port)
     rest = ProviderStandIn(seed=args.seed, tickers=tickers, host=args.host, port=args.http_port, market=ws.sim,
                            quotas=json.loads(args.quotas) if args.quotas else None)
+    _mount_ws_controls(rest, ws)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with ws, rest:
@@ -46,6 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _mount_ws_controls(rest: ProviderStandIn, ws: PolygonStandIn) -> None:
+    def pause(body: dict) -> dict:
+        ws.pause(float(body.get("seconds", 5)))
+        return {"paused_s": float(body.get("seconds", 5))}
+
+    rest.add_control("POST", "ws/drop", lambda body: {"dropped": ws.drop_connections(body.get("code", 1011))})
+    rest.add_control("POST", "ws/inject", lambda body: {"sent_to": ws.inject_raw(str(body["text"]))})
+    rest.add_control("POST", "ws/pause", pause)
+    rest.add_control("GET", "ws/deliveries", lambda _query: {
+        "seed": ws.seed, "trades_per_minute": ws.trades_per_minute, "tickers": list(ws.tickers),
+        "events_sent": ws.events_sent, "connections": ws.deliveries(),
+    })  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ behaviour, so a real client only needs its base URL swapped (``ProviderStandIn.b
 
 Tests steer it from Python (``inject``, ``requests_log``, ``reset``, ``new_filing``) or over HTTP under
 ``/_control`` (``POST /_control/faults``, ``GET /_control/requests``, ``POST /_control/reset``,
-``POST /_control/filings``, ``GET /_control/health``).
+``POST /_control/filings``, ``GET /_control/health``); ``add_control`` mounts more endpoints there (``python -m
+standins`` adds the WebSocket stand-in's faults under ``/_control/ws/``).
 
 Usage::
 
@@ -432,6 +433,7 @@ class ProviderStandIn:
         self._log_lock = threading.Lock()
         self._stopping = threading.Event()
         self._handlers = self._make_handlers()
+        self._extra_controls: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {}
         self._host, self._port = host, port
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -513,6 +515,10 @@ class ProviderStandIn:
         ``path="..."``: only requests whose path (below the prefix) contains it consume the fault.
         """
         self.faults.add(provider, mode, count, params)
+
+    def add_control(self, method: str, path: str, action: Callable[[dict[str, Any]], Any]) -> None:
+        """Serve ``method /_control/<path>``: ``action(JSON body or query)`` returns the JSON answer."""
+        self._extra_controls[(method.upper(), "/_control/" + path.strip("/"))] = action
 
     def requests_log(self, provider: str | None = None) -> list[dict[str, Any]]:
         """The recent requests (secrets redacted), oldest first."""
@@ -602,6 +608,12 @@ class ProviderStandIn:
             except (KeyError, ValueError, TypeError) as exc:
                 return Response.json({"error": str(exc)}, 400)
             return Response.json(filing)
+        action = self._extra_controls.get((method, path))
+        if action is not None:
+            try:
+                return Response.json(action(payload if method == "POST" else query))
+            except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+                return Response.json({"error": f"{type(exc).__name__}: {exc}"}, 400)
         return Response.json({"error": f"no control endpoint {method} {path}"}, 404)
 
 

@@ -27,6 +27,8 @@ Fault injection (thread-safe, for tests and demos): ``drop_connections``, ``disc
 ``pause`` and ``inject_raw``; ``max_connections_per_key`` makes the connection limit real: the status
 ``[{"ev":"status","status":"max_connections","message":...}]`` and a 1008 close go to the new connection
 (``max_connections_policy="reject_new"``) or to the oldest one on that key (``"evict_oldest"``).
+``deliveries`` says, per connection, which tickers it was sent and the event-time span written to its socket, so
+a harness can count what a client must have stored (``bench/soak.py``).
 """
 
 from __future__ import annotations
@@ -325,23 +327,27 @@ class _Conn:
         self.params: set[str] = set()
         self.want = np.zeros(n_keys, dtype=bool)
         self.wants_any = False
-        self.queue: deque[tuple[Any, Any]] = deque()
+        self.queue: deque[tuple[Any, Any, Any]] = deque()  # (frame, events, tick span) or (_DROP, (code, reason), None)
         self.wake = asyncio.Event()
         self.buffered = 0
         self.budget: int | None = None  # events left before a scripted disconnect
         self.budget_code: int | None = 1011
         self.events_sent = 0
         self.writer_closing = False
+        self.first_ms: int | None = None  # event-time span of the ticks fully written to the socket
+        self.last_ms: int | None = None
+        self.closed_at: float | None = None
 
-    def push(self, frame: bytes, n_events: int = 0) -> None:
-        self.queue.append((frame, n_events))
+    def push(self, frame: bytes, n_events: int = 0, span: tuple[int, int, bool] | None = None) -> None:
+        """Queue a frame; ``span`` = (first ms, last ms, whether this frame ends that tick) for market events."""
+        self.queue.append((frame, n_events, span))
         self.buffered += len(frame)
         self.wake.set()
 
     def push_drop(self, code: int | None, reason: str) -> None:
         """Close after everything queued so far has been sent."""
         self.closing = True
-        self.queue.append((_DROP, (code, reason)))
+        self.queue.append((_DROP, (code, reason), None))
         self.wake.set()
 
 
@@ -440,6 +446,7 @@ class PolygonStandIn:
         self._auth_failures = 0
         self._paused_until = 0.0
         self._close_tasks: set[asyncio.Task[None]] = set()
+        self._closed: deque[_Conn] = deque(maxlen=10_000)  # for ``deliveries``
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -656,6 +663,26 @@ class PolygonStandIn:
         """End a ``pause`` early."""
         self._paused_until = 0.0
 
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Per connection (closed ones too, oldest first): its trade tickers and the event-time span sent.
+
+        ``first_ms``..``last_ms`` covers every tick whose events were all written to the socket (a dropped
+        connection's queued frames are discarded and not counted); ``closed_at`` is epoch seconds or None.
+        """
+
+        def collect() -> list[dict[str, Any]]:
+            conns = sorted([*self._closed, *self._conns.values()], key=lambda c: c.id)
+            return [
+                {
+                    "id": c.id, "tickers": sorted({p.partition(".")[2] for p in c.params if p.startswith("T.")}),
+                    "first_ms": c.first_ms, "last_ms": c.last_ms, "events_sent": c.events_sent,
+                    "connected_at": c.connected_at, "closed_at": c.closed_at,
+                }  # fmt: skip
+                for c in conns
+            ]
+
+        return self._call(collect)
+
     def inject_raw(self, text: str | bytes) -> int:
         """Send one arbitrary text frame to every authenticated connection; returns how many got it."""
         frame = text.encode() if isinstance(text, str) else bytes(text)
@@ -711,8 +738,12 @@ class PolygonStandIn:
             if timer is not None:
                 timer.cancel()
             conn.closing = True
+            conn.closed_at = time.time()
             self._conns.pop(conn.id, None)
+            self._closed.append(conn)
+            params = conn.params
             self._set_params(conn, set())
+            conn.params = params  # kept for ``deliveries``
             if conn.writer_closing or (conn.queue and conn.queue[-1][0] is _DROP):
                 await asyncio.wait([writer], timeout=3)  # let a scripted close finish its handshake
             writer.cancel()
@@ -727,7 +758,7 @@ class PolygonStandIn:
                     conn.wake.clear()
                     await conn.wake.wait()
                     continue
-                frame, n = queue.popleft()
+                frame, n, span = queue.popleft()
                 if frame is _DROP:
                     code, reason = n
                     conn.writer_closing = True
@@ -741,6 +772,11 @@ class PolygonStandIn:
                 if n:
                     conn.events_sent += n
                     self._events_sent += n
+                if span is not None:
+                    if conn.first_ms is None:
+                        conn.first_ms = span[0]
+                    if span[2]:
+                        conn.last_ms = span[1]
         except ConnectionClosed:
             pass
 
@@ -903,9 +939,9 @@ class PolygonStandIn:
             return
         self._cursor = end
         if segments:
-            self._distribute(segments)
+            self._distribute(segments, (cursor + 1, end))
 
-    def _distribute(self, segments: list[tuple[_Chunk, int, int]]) -> None:
+    def _distribute(self, segments: list[tuple[_Chunk, int, int]], span: tuple[int, int] = (0, 0)) -> None:
         """Serialize the wanted events of ``segments`` once and queue them, framed, on each connection."""
         conns = [c for c in self._conns.values() if c.wants_any and not c.closing]
         if not conns:
@@ -938,7 +974,7 @@ class PolygonStandIn:
                 c.budget -= len(events)
             for i in range(0, len(events), per_frame):
                 part = events[i : i + per_frame]
-                c.push(b"[" + b",".join(part) + b"]", len(part))
+                c.push(b"[" + b",".join(part) + b"]", len(part), (*span, i + per_frame >= len(events)))
             if c.budget == 0:
                 c.push_drop(c.budget_code, "stand-in: scripted disconnect")
             elif c.buffered > self.max_buffer_bytes:

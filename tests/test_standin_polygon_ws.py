@@ -323,6 +323,34 @@ def test_drop_connections_with_a_code_and_abruptly(make_standin: Callable[..., P
     wait_until(lambda: standin.connections == 0)
 
 
+def test_deliveries_span_exactly_the_trades_a_dropped_client_received(
+    make_standin: Callable[..., PolygonStandIn],
+) -> None:
+    standin = make_standin(tickers=THREE, events_per_second=600)
+
+    async def session() -> list[int]:
+        ws = await open_session(standin.url, subscribe="T.AAPL,T.MSFT")
+        times: list[int] = []
+        while len(times) < 20:
+            times += [e["t"] for e in await recv_json(ws) if e.get("ev") == "T"]
+        await asyncio.to_thread(standin.drop_connections, 1011)
+        try:
+            while True:
+                times += [e["t"] for e in orjson.loads(await asyncio.wait_for(ws.recv(), 5)) if e.get("ev") == "T"]
+        except ConnectionClosed:
+            return times
+
+    received = asyncio.run(session())
+    wait_until(lambda: standin.connections == 0)
+    [conn] = standin.deliveries()
+    assert conn["tickers"] == ["AAPL", "MSFT"] and conn["closed_at"] is not None
+    # every trade of the two tickers inside the span was received, and nothing outside it
+    expected = sorted(tr.t_ms for t in ("AAPL", "MSFT")
+                      for m in range(conn["first_ms"] // MINUTE_MS * MINUTE_MS, conn["last_ms"] + 1, MINUTE_MS)
+                      for tr in standin.sim.minute_trades(t, m) if conn["first_ms"] <= tr.t_ms <= conn["last_ms"])  # fmt: skip
+    assert sorted(received) == expected
+
+
 def test_disconnect_after_events_sends_exactly_n_more(make_standin: Callable[..., PolygonStandIn]) -> None:
     standin = make_standin(tickers=THREE, events_per_second=600)
 

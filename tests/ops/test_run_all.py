@@ -91,3 +91,36 @@ def test_unknown_service_names_are_refused() -> None:
     result = subprocess.run([sys.executable, "scripts/run_all.py", "--only", "stremer"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)  # fmt: skip
     assert result.returncode != 0 and "unknown service(s): stremer" in result.stderr
+
+
+def test_restart_brings_a_killed_process_back_with_backoff(redis_url: str, key_prefix: str) -> None:
+    proc = subprocess.Popen([sys.executable, "scripts/run_all.py", "--no-services", "--no-deploy", "--only",
+                             "processors", "--workers", "1", "--restart", "--restart-backoff", "0.5"],
+                            cwd=ROOT, env=_env(redis_url, key_prefix), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+
+        def until(pattern: str) -> re.Match[str]:
+            for line in proc.stdout:
+                lines.append(line)
+                if m := re.search(pattern, line):
+                    return m
+            pytest.fail("run_all ended early:\n" + "".join(lines))
+
+        first = int(until(r"started processors \(pid (\d+)\)")[1])
+        until(r"1 services running")
+        os.killpg(first, signal.SIGKILL)  # the whole pod: the pool and its worker
+        until(r"processors exited with code -9 after [\d.]+s; restart 1 in 0\.5s")
+        second = int(until(r"started processors \(pid (\d+)\)")[1])
+        assert second != first and _alive(second) and not _alive(first)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, out  # a run that needed restarts does not end "clean"
+    assert "restarted: processors x1" in out and "had to SIGKILL" not in out
+    assert not _alive(second)
