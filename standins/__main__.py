@@ -5,7 +5,7 @@
 The WebSocket stand-in (Polygon stocks feed) and the REST stand-in (Polygon aggregates, Alpha Vantage,
 NewsAPI, Reddit, X, SEC EDGAR, transcripts) share one ``MarketSim``, so bars fetched over REST for gap fill
 equal the trades streamed. Prints one JSON line with every URL once both listen; SIGTERM stops it.
-``headwater.services up`` runs this as the embedded "standins" service.
+``python -m devstack up`` runs this as the embedded "standins" service.
 """
 
 from __future__ import annotations

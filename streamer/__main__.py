@@ -6,7 +6,7 @@
 
 With no Polygon key the streamer talks to the local WebSocket stand-in (simulated mode); set
 POLYGON_API_KEY (or HEADWATER_POLYGON_API_KEY) for the real feed. Redis is REDIS_URL or the embedded
-Redis Stack started by ``python -m headwater.services up``.
+Redis Stack started by ``python -m devstack up``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_forced_mode_and_base_url_override(monkeypatch):
 
 def test_simulated_without_standins_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HEADWATER_HOME", str(tmp_path))  # no embedded stand-ins recorded there
-    with pytest.raises(RuntimeError, match="headwater.services up"):
+    with pytest.raises(RuntimeError, match="python -m devstack up"):
         PolygonSettings().resolved_base_url(StandInSettings(http_url=None))
 
 
