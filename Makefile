@@ -22,13 +22,13 @@ up: install  ## the whole system until Ctrl-C: services, streamer, processors, P
 	$(PY) scripts/run_all.py
 
 services: install  ## only the embedded services (Redis Stack, Azurite, Prefect, provider stand-ins), in the background
-	$(PY) -m headwater.services up
+	$(PY) -m devstack up
 
 down:  ## stop the embedded services
-	$(PY) -m headwater.services down
+	$(PY) -m devstack down
 
 status:  ## services and pipeline status
-	$(PY) -m headwater.services status
+	$(PY) -m devstack status
 	$(PY) -m headwater.status
 
 MINUTES ?= 20

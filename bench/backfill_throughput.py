@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/backfill_throughput.py --json [--tickers 8] [--months 2] [--month 2024-03] [--parallel 4] [--repeat 3]
 
-Starts what it needs in a temporary folder: Redis Stack (``headwater.services.start_redis``), a Prefect server
+Starts what it needs in a temporary folder: Redis Stack (``devstack.start_redis``), a Prefect server
 (``start_prefect``) and the REST stand-in in its own process, its clock pinned just after ``--month``. Then:
 
 1. a warm-up backfill of ``--tickers`` x ``--months`` months (ending with ``--month``) of 1-minute bars
@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from headwater import services  # noqa: E402
+import devstack  # noqa: E402
 from headwater.keys import BAR_FIELDS  # noqa: E402
 from headwater.timeframes import DAY_MS, NEW_YORK  # noqa: E402
 
@@ -104,8 +104,8 @@ def raw_tsmadd(client, keys, bars: dict[str, dict[str, list[tuple[int, float]]]]
 
 def run(tickers: int, month: str, parallel: int, repeat: int = 3, months: int = 2) -> dict[str, object]:
     home = Path(tempfile.mkdtemp(prefix="hw-bench-"))
-    redis_handle = services.start_redis(home / "redis")
-    prefect_handle = services.start_prefect(home / "prefect")
+    redis_handle = devstack.start_redis(home / "redis")
+    prefect_handle = devstack.start_prefect(home / "prefect")
     standin, av_url = start_standin(month_end_clock(month))
     quota_file = home / "data_sources.yaml"
     quota_file.write_text("providers:\n  alphavantage:\n    quota: {per_second: 100000}\n")

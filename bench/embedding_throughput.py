@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis  # noqa: E402
 
 from headwater.processors.documents import DocumentProcessor  # noqa: E402
-from headwater import services  # noqa: E402
+import devstack  # noqa: E402
 from headwater.documents import DocumentRef  # noqa: E402
 from headwater.documents.chunking import chunk_sections  # noqa: E402
 from headwater.documents.embed import get_embedder  # noqa: E402
@@ -112,7 +112,7 @@ def main() -> None:
         timings[kind][1] += time.process_time() - cpu
 
     with tempfile.TemporaryDirectory(prefix="hw-bench-embed-") as tmp:
-        handle = services.start_redis(Path(tmp), appendonly=False)
+        handle = devstack.start_redis(Path(tmp), appendonly=False)
         try:
             client = redis.Redis.from_url(handle.url)
             reindex_s = 0.0

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 import redis  # noqa: E402
 
-from headwater import services  # noqa: E402
+import devstack  # noqa: E402
 from headwater.config import load_tickers  # noqa: E402
 from headwater.keys import Keys  # noqa: E402
 from bench._soak.counting import TradeCount, count_trades  # noqa: E402
@@ -135,7 +135,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tickers_file = Path(tmp) / "tickers.txt"
         tickers_file.write_text("\n".join(tickers) + "\n")
-        handle = services.start_redis(Path(tmp) / "redis")
+        handle = devstack.start_redis(Path(tmp) / "redis")
         try:
             runs = [run_rate(handle.url, rate, args.seconds, tickers, tickers_file) for rate in rates]
         finally:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson  # noqa: E402
 import redis  # noqa: E402
 
-from headwater import services  # noqa: E402
+import devstack  # noqa: E402
 from headwater.keys import Keys, partition_of  # noqa: E402
 from headwater.settings import StreamSettings  # noqa: E402
 from headwater.storage.timeseries import TimeSeriesLayout  # noqa: E402
@@ -178,7 +178,7 @@ def main() -> int:
     n_events = (args.events // (2 * len(tickers))) * 2 * len(tickers)
     frames = make_frames(n_events, tickers)
     with tempfile.TemporaryDirectory() as tmp:
-        handle = services.start_redis(Path(tmp), appendonly=True)
+        handle = devstack.start_redis(Path(tmp), appendonly=True)
         try:
             results = {}
             for workers in (1, 2):

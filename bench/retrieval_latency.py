@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
 from headwater.processors.documents import DocumentProcessor  # noqa: E402
-from headwater import services  # noqa: E402
+import devstack  # noqa: E402
 from headwater.documents import DocumentRef  # noqa: E402
 from headwater.documents.embed import get_embedder, to_bytes  # noqa: E402
 from headwater.documents.index import ensure_documents_index  # noqa: E402
@@ -134,7 +134,7 @@ def main() -> None:
     query_vectors = embedder.encode(list(QUERIES))
     rng = np.random.default_rng(11)
     with tempfile.TemporaryDirectory(prefix="hw-bench-retrieval-") as tmp:
-        handle = services.start_redis(Path(tmp), appendonly=False)
+        handle = devstack.start_redis(Path(tmp), appendonly=False)
         try:
             client = redis.Redis.from_url(handle.url)
             keys = Keys(f"bench{uuid.uuid4().hex[:8]}:")

@@ -40,7 +40,7 @@ from features import FeatureSpec, FeatureValue, load_catalog  # noqa: E402
 from features.api import create_app  # noqa: E402
 from features.online_store import OnlineLayout, OnlineStoreWriter  # noqa: E402
 from features.serving import ServingClient  # noqa: E402
-from headwater import services  # noqa: E402
+import devstack  # noqa: E402
 from headwater.config import load_tickers  # noqa: E402
 
 N_FEATURES = 10
@@ -101,7 +101,7 @@ def raw_reader(client: redis.Redis, specs: list[FeatureSpec], tickers: list[str]
 
 def start_http(serving: ServingClient) -> tuple[uvicorn.Server, threading.Thread, int]:
     """The FastAPI app under uvicorn in a thread on a free loopback port (waits until it answers)."""
-    port = services.free_port()
+    port = devstack.free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(serving), host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, lifespan="on"))  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)
@@ -119,7 +119,7 @@ def start_http(serving: ServingClient) -> tuple[uvicorn.Server, threading.Thread
 def run(iterations: int) -> dict[str, object]:
     """Start Redis, fill, measure; the result as one flat dict."""
     with tempfile.TemporaryDirectory(prefix="hw-bench-serving-") as tmp:
-        handle = services.start_redis(Path(tmp) / "redis", appendonly=False)
+        handle = devstack.start_redis(Path(tmp) / "redis", appendonly=False)
         try:
             client = redis.Redis.from_url(handle.url)
             catalog = load_catalog()

@@ -87,10 +87,10 @@ _SUMMARY = re.compile(r"^(\w+): ((?:\w+=\d+ ?)+)")
 
 
 def _devstack() -> Any:
-    """The embedded-services module (the one place that names it)."""
-    from headwater import services
+    """The embedded-services package (the one place that names it)."""
+    import devstack
 
-    return services
+    return devstack
 
 
 # -- clock and progress -------------------------------------------------------------------------------------

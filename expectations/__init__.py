@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from headwater.settings import headwater_home
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported anywhere: no usage statistics
 
 if TYPE_CHECKING:
@@ -74,8 +76,6 @@ def gx_project_dir() -> Path:
     explicit = os.environ.get("HEADWATER_GX_HOME")
     if explicit:
         return Path(explicit).expanduser().absolute()
-    from headwater.services import headwater_home
-
     return headwater_home()
 
 

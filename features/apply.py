@@ -68,12 +68,12 @@ def child_env(dry_run: bool) -> dict[str, str]:
     """The CLI's environment: the pipeline's Redis as FEATUREFORM_REDIS_URL if unset; secrets masked in a dry run."""
     env = dict(os.environ)
     if not env.get("FEATUREFORM_REDIS_URL") and not env.get("HEADWATER_REDIS_URL") and not env.get("REDIS_URL"):
-        from headwater.services import ServiceError
+        from headwater.settings import NotConfiguredError
         from headwater.storage.redis import resolve_redis_url
 
         try:
             env["FEATUREFORM_REDIS_URL"] = resolve_redis_url()
-        except ServiceError:
+        except NotConfiguredError:
             pass  # no Redis configured or running: the definitions fall back to localhost:6379
     if dry_run:
         for name in _SECRET_ENV:

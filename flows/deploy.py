@@ -1,6 +1,6 @@
 """``python -m flows.deploy``: the work pool, the global concurrency limits, then ``prefect deploy --all``.
 
-Against the Prefect API in ``$PREFECT_API_URL`` (e.g. ``eval "$(python -m headwater.services env)"`` for the
+Against the Prefect API in ``$PREFECT_API_URL`` (e.g. ``eval "$(python -m devstack env)"`` for the
 embedded server):
 
 1. creates the process work pool ``headwater-local`` (the one ``prefect.yaml`` names) if it does not exist;
@@ -112,7 +112,7 @@ def deploy(*, strict: bool = False, data_sources: str | None = None, timeout_s: 
     """Work pool, limits, then ``prefect deploy``; raises ``RuntimeError`` with Prefect's output on failure."""
     if not os.environ.get("PREFECT_API_URL"):
         raise RuntimeError("PREFECT_API_URL is not set: point it at the Prefect server to deploy to "
-                           "(e.g. eval \"$(python -m headwater.services env)\")")  # fmt: skip
+                           "(e.g. eval \"$(python -m devstack env)\")")  # fmt: skip
     ensure_work_pool()
     ensure_rate_limits(data_sources)
     command, missing = deploy_command()

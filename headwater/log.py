@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import urllib.parse
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -18,6 +19,25 @@ def redact(text: str) -> str:
     """Hide passwords in URLs and secret-looking query/connection-string parameters."""
     text = _SECRET_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _SECRET_PARAM.sub(lambda m: f"{m['k']}***", text)
+
+
+def redact_url(url: str) -> str:
+    """Hide secrets in one URL or Azure connection string (``redact`` is for free text).
+
+    ``redis://:pw@127.0.0.1:6379/0`` -> ``redis://:***@127.0.0.1:6379/0``; ``AccountKey=...`` and
+    ``SharedAccessSignature=...`` in connection strings and ``password=`` in query strings become ``***``.
+    """
+    if not re.match(r"[A-Za-z][\w.+-]*://", url):  # Azure connection string: Key=value;...
+        return re.sub(r"(?i)\b(AccountKey|SharedAccessSignature)=[^;]*", r"\1=***", url)
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}"
+    query = re.sub(r"(?i)(^|&)(password|sig|key)=[^&]*", r"\1\2=***", parts.query)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
 
 
 class _RedactingFormatter(logging.Formatter):

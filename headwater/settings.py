@@ -5,18 +5,25 @@ already know from other tools are accepted as aliases (``REDIS_URL``, ``AZURE_ST
 ``POLYGON_API_KEY`` ...). Every provider key is optional: with no key the provider runs in ``simulated``
 mode against the local stand-ins, and the *only* difference between the modes is the base URL.
 
+Where a value is not in the environment, it is read from ``$HEADWATER_HOME/services.env`` (mode 0600), which
+``python -m devstack up`` writes with the embedded services' endpoints and ``down`` removes; a real environment
+variable always wins. The core knows nothing else about the development stack.
+
 Secrets are ``SecretStr``: they never show up in ``repr``, logs or Prefect parameters.
 """
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, TypeAdapter, field_validator
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "your-api-key", "xxx", "secret", "todo"})
 
 
@@ -33,28 +40,82 @@ def _refuse_placeholder(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def headwater_home() -> Path:
+    """``$HEADWATER_HOME``, default ``<repo>/.headwater``: local state (the dev stack's data, GX project)."""
+    return Path(os.environ.get("HEADWATER_HOME") or REPO_ROOT / ".headwater").expanduser().absolute()
+
+
+def services_env_file() -> Path:
+    """``$HEADWATER_HOME/services.env``: the embedded services' endpoints, written by ``python -m devstack up``."""
+    return headwater_home() / "services.env"
+
+
+START_THE_STACK = "run `python -m devstack up` (or `make services` / `make demo`)"
+
+
+class ServiceUnavailableError(RuntimeError):
+    """A service the core needs is not configured, cannot be reached, or lacks something it needs."""
+
+
+class NotConfiguredError(ServiceUnavailableError):
+    """Neither the environment nor ``services.env`` says where a service is."""
+
+    def __init__(self, what: str, variables: tuple[str, ...]) -> None:
+        super().__init__(
+            f"no {what} configured: {' / '.join(variables)} unset and no {services_env_file()}. "
+            f"To use the embedded development stack, {START_THE_STACK}; otherwise set {' or '.join(variables)}."
+        )
+
+
+class _ServicesEnv(DotEnvSettingsSource):
+    """``services.env`` as a settings source (only the settings' own variables; the file may not exist)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls, env_file=services_env_file(), dotenv_filtering="only_existing")
+
+
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then ``$HEADWATER_HOME/services.env`` (read at each instantiation)."""
+        return init_settings, env_settings, _ServicesEnv(settings_cls), file_secret_settings
+
 
 class StandInSettings(_Base):
-    """Where the local provider stand-ins listen: the environment, else the ones ``headwater.services up`` runs."""
+    """Where the local provider stand-ins listen: the environment, else the ones ``python -m devstack up`` runs."""
 
     model_config = SettingsConfigDict(env_prefix="HEADWATER_STANDIN_")
     http_url: str | None = Field(None, description="Base URL of the HTTP provider stand-in, e.g. http://127.0.0.1:8765")
     ws_url: str | None = Field(None, description="URL of the Polygon WebSocket stand-in, e.g. ws://127.0.0.1:8766/stocks")
     api_key: SecretStr = Field(SecretStr("demo-key"), description="Key the stand-ins accept")
-    discover: bool = Field(True, description="Fall back to the embedded stand-ins recorded by headwater.services")
+    discover: bool = Field(True, description="Read the embedded stand-ins' URLs from $HEADWATER_HOME/services.env")
 
-    @model_validator(mode="after")
-    def _discover(self) -> StandInSettings:
-        if self.discover and (self.http_url is None or self.ws_url is None):
-            from headwater.services import standin_urls  # lazily: it reads the services state file
-
-            http_url, ws_url = standin_urls()
-            object.__setattr__(self, "http_url", self.http_url or http_url)
-            object.__setattr__(self, "ws_url", self.ws_url or ws_url)
-        return self
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """As every setting, but without ``services.env`` when ``discover`` is false (e.g. in a cluster)."""
+        sources = super().settings_customise_sources(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
+        discover = {**env_settings(), **init_settings()}.get("discover", True)
+        if TypeAdapter(bool).validate_python(discover):
+            return sources
+        return tuple(source for source in sources if not isinstance(source, _ServicesEnv))
 
 
 class _ProviderSettings(_Base):
@@ -89,7 +150,7 @@ class _ProviderSettings(_Base):
         if not standins.http_url:
             raise RuntimeError(
                 f"{type(self).__name__}: simulated mode needs the provider stand-in; start it with "
-                "`python -m headwater.services up` or set HEADWATER_STANDIN_HTTP_URL (or give an API key for live mode)"
+                "`python -m devstack up` or set HEADWATER_STANDIN_HTTP_URL (or give an API key for live mode)"
             )
         return standins.http_url.rstrip("/") + self.STANDIN_PREFIX
 
@@ -129,7 +190,7 @@ class PolygonSettings(_ProviderSettings):
         standins = standins or StandInSettings()
         if not standins.ws_url:
             raise RuntimeError(
-                "Polygon simulated mode needs the WebSocket stand-in; start it with `python -m headwater.services up` "
+                "Polygon simulated mode needs the WebSocket stand-in; start it with `python -m devstack up` "
                 "or set HEADWATER_STANDIN_WS_URL (or POLYGON_API_KEY for live mode)"
             )
         return standins.ws_url
@@ -204,7 +265,7 @@ class TranscriptSettings(_ProviderSettings):
 
 
 class RedisSettings(_Base):
-    """The hot store. Unset ``url`` = the embedded Redis Stack started by ``headwater.services``."""
+    """The hot store: ``REDIS_URL`` / ``HEADWATER_REDIS_URL``, else the embedded Redis Stack's URL in services.env."""
 
     model_config = SettingsConfigDict(env_prefix="HEADWATER_REDIS_")
     url: SecretStr | None = Field(None, validation_alias=AliasChoices("HEADWATER_REDIS_URL", "REDIS_URL"))
@@ -220,7 +281,7 @@ class RedisSettings(_Base):
 
 
 class BlobSettings(_Base):
-    """Warm/cold storage. Unset connection string = the embedded Azurite."""
+    """Warm/cold storage: ``AZURE_STORAGE_CONNECTION_STRING`` / ``HEADWATER_BLOB_...``, else Azurite's in services.env."""
 
     model_config = SettingsConfigDict(env_prefix="HEADWATER_BLOB_")
     connection_string: SecretStr | None = Field(

@@ -45,4 +45,4 @@ else
 fi
 
 # --- OpenSSL 1.1 for the Redis Stack binaries (fetched from Debian bullseye when the system lacks it) --
-.venv/bin/python -m headwater.services ensure-libs
+.venv/bin/python -m devstack ensure-libs

@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from headwater import services  # noqa: E402
+import devstack  # noqa: E402
 from headwater.config import load_tickers  # noqa: E402
 from headwater.keys import Keys  # noqa: E402
 from headwater.log import setup_logging  # noqa: E402
-from headwater.settings import Settings  # noqa: E402
+from headwater.settings import Settings, headwater_home  # noqa: E402
 from headwater.storage.blob import BlobStore  # noqa: E402
 
 log = logging.getLogger("headwater.demo")
@@ -145,7 +145,7 @@ def run_features(client: redis.Redis, keys: Keys, tmp: Path) -> None:
 
 def start_metrics_exporter() -> tuple[subprocess.Popen[bytes], str]:
     """The Prometheus exporter on a free loopback port, for the length of the demo."""
-    port = services.free_port()
+    port = devstack.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "headwater.metrics", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -182,8 +182,8 @@ def main() -> int:
     args = parser.parse_args()
     setup_logging(os.environ.get("HEADWATER_LOG_LEVEL", "INFO"))
     banner("1. embedded services")
-    endpoints = services.up(prefect=not args.no_prefect)
-    for name, info in services.status().items():
+    endpoints = devstack.up(prefect=not args.no_prefect)
+    for name, info in devstack.status().items():
         print(f"{name:<9} {info['state']:<8} {info.get('url', '')}")
     if endpoints.prefect_api_url:
         os.environ.setdefault("PREFECT_API_URL", endpoints.prefect_api_url)
@@ -201,14 +201,14 @@ def main() -> int:
         banner("4. documents: SEC EDGAR + transcripts -> Azure Blob -> chunks -> embeddings -> RediSearch")
         run_documents(client, keys)
         banner("5. features for agents")
-        run_features(client, keys, services.headwater_home())
+        run_features(client, keys, headwater_home())
         banner("done")
         print("services keep running: `make status` to inspect, `make down` to stop")
     finally:
         exporter.terminate()
         exporter.wait(timeout=30)
         if args.down:
-            services.down()
+            devstack.down()
     return 0
 
 

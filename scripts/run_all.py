@@ -5,7 +5,7 @@
                                         [--duration S] [--grace S] [--restart] [--restart-backoff S]
 
 1. Embedded services: Redis Stack, Azurite, the Prefect server and the provider stand-ins are started with
-   ``headwater.services.up()`` (skipped where REDIS_URL etc. point elsewhere; ``--no-services`` uses the
+   ``devstack.up()`` (skipped where REDIS_URL etc. point elsewhere; ``--no-services`` uses the
    environment as it is). They are persistent state and keep running afterwards: ``make down`` stops them.
 2. Prefect: ``python -m flows.deploy`` creates the ``headwater-local`` work pool and applies the deployments of
    prefect.yaml (skipped with ``--no-deploy`` or when the Prefect worker is not selected).
@@ -107,9 +107,9 @@ def environment(use_services: bool) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "PYTHONUNBUFFERED": "1"}  # fmt: skip
     if use_services:
-        from headwater import services
+        import devstack
 
-        endpoints = services.up()
+        endpoints = devstack.up()
         env["REDIS_URL"] = endpoints.redis_url
         env["AZURE_STORAGE_CONNECTION_STRING"] = endpoints.blob_connection_string
         if endpoints.prefect_api_url:

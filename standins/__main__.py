@@ -10,7 +10,7 @@ The WebSocket stand-in's fault injection is served next to the REST one's, under
 ``POST drop`` ({"code": 1011}; null = abrupt TCP close), ``POST inject`` ({"text": "..."}: one raw frame to
 every subscriber), ``POST pause`` ({"seconds": 5}), ``GET deliveries`` (per connection: tickers and the
 event-time span sent, with the simulator's seed and density, for counting what a client must have stored).
-``headwater.services up`` runs this as the embedded "standins" service.
+``python -m devstack up`` runs this as the embedded "standins" service.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 
 With no Polygon key the streamer talks to the local WebSocket stand-in (simulated mode); set
 POLYGON_API_KEY (or HEADWATER_POLYGON_API_KEY) for the real feed. Redis is REDIS_URL or the embedded
-Redis Stack started by ``python -m headwater.services up``.
+Redis Stack started by ``python -m devstack up``.
 
 Exit codes of ``stream``: 0 stopped (Ctrl-C, SIGTERM, --duration), 3 the key was rejected (auth_failed),
 4 gave up after HEADWATER_POLYGON_MAX_RECONNECTS failed reconnects in a row (or a protocol error),

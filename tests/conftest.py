@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from headwater import services
+import devstack
+from headwater.storage.redis import check_redis_modules
 
 # Prefect's ephemeral API (flows run without PREFECT_API_URL) must start within 20 s by default; a shared,
 # busy CI machine can need longer. Subprocesses inherit this.
@@ -23,7 +24,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _external(name: str) -> str | None:
-    return next((os.environ[v] for v in services.EXTERNAL_ENV[name] if os.environ.get(v)), None)
+    return next((os.environ[v] for v in devstack.EXTERNAL_ENV[name] if os.environ.get(v)), None)
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +32,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL (with a per-session random password) of a Redis with the Stack modules."""
     external = _external("redis")
     if external:
-        services.check_redis_modules(external)
+        check_redis_modules(external)
         yield external
         return
-    handle = services.start_redis(tmp_path_factory.mktemp("redis"), password=secrets.token_urlsafe(24))
+    handle = devstack.start_redis(tmp_path_factory.mktemp("redis"), password=secrets.token_urlsafe(24))
     try:
         yield handle.url
     finally:
@@ -81,7 +82,7 @@ def blob_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     if external:
         yield external
         return
-    handle = services.start_azurite(tmp_path_factory.mktemp("azurite"))
+    handle = devstack.start_azurite(tmp_path_factory.mktemp("azurite"))
     try:
         yield handle.url
     finally:
@@ -98,7 +99,7 @@ def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    handle = services.start_prefect(tmp_path_factory.mktemp("prefect"))
+    handle = devstack.start_prefect(tmp_path_factory.mktemp("prefect"))
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = handle.url
     try:

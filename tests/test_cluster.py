@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 from redis.cluster import RedisCluster
 
-from headwater import services
+import devstack
 from headwater.keys import Keys
 from headwater.settings import PolygonSettings, RedisSettings, Settings, StreamSettings
 from headwater.storage.redis import connect
@@ -25,7 +25,7 @@ MINUTE = 60_000
 
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory):
-    handle = services.start_redis_cluster(tmp_path_factory.mktemp("cluster"), shards=3)
+    handle = devstack.start_redis_cluster(tmp_path_factory.mktemp("cluster"), shards=3)
     try:
         yield handle.url
     finally:

@@ -17,7 +17,7 @@ import time
 import pytest
 import redis
 
-from headwater import services
+import devstack
 from headwater.keys import Keys
 from headwater.storage.redis import connect
 from standins.polygon_ws import PolygonStandIn
@@ -29,12 +29,12 @@ MINUTE = 60_000
 
 
 class RestartableRedis:
-    """A Redis Stack of its own (AOF on, as ``headwater.services`` starts it) that can be SIGKILLed and restarted."""
+    """A Redis Stack of its own (AOF on, as ``devstack`` starts it) that can be SIGKILLed and restarted."""
 
     def __init__(self, data_dir) -> None:
         self.data_dir = data_dir
         self.password = secrets.token_urlsafe(16)
-        self.handle = services.start_redis(data_dir, password=self.password)
+        self.handle = devstack.start_redis(data_dir, password=self.password)
         self.port, self.url = self.handle.port, self.handle.url
 
     def kill(self) -> None:
@@ -42,7 +42,7 @@ class RestartableRedis:
         self.handle.process.wait(timeout=10)
 
     def restart(self) -> None:
-        self.handle = services.start_redis(self.data_dir, port=self.port, password=self.password)
+        self.handle = devstack.start_redis(self.data_dir, port=self.port, password=self.password)
         assert self.handle.url == self.url
 
     def stop(self) -> None:

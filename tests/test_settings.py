@@ -44,7 +44,7 @@ def test_forced_mode_and_base_url_override(monkeypatch):
 
 def test_simulated_without_standins_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HEADWATER_HOME", str(tmp_path))  # no embedded stand-ins recorded there
-    with pytest.raises(RuntimeError, match="headwater.services up"):
+    with pytest.raises(RuntimeError, match="python -m devstack up"):
         PolygonSettings().resolved_base_url(StandInSettings(http_url=None))
 
 
@@ -73,3 +73,50 @@ def test_edgar_is_live_only_when_asked(monkeypatch):
 def test_key_prefix_must_not_contain_hash_tags():
     with pytest.raises(ValidationError):
         RedisSettings(key_prefix="{x}")
+
+
+def test_settings_read_services_env_and_the_environment_wins(monkeypatch, tmp_path):
+    """What `python -m devstack up` writes to $HEADWATER_HOME/services.env is read; a real variable overrides it."""
+    monkeypatch.setenv("HEADWATER_HOME", str(tmp_path))
+    for name in ["HEADWATER_BLOB_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING", "HEADWATER_STANDIN_HTTP_URL",
+                 "HEADWATER_STANDIN_WS_URL", "HEADWATER_STANDIN_DISCOVER"]:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "services.env").write_text(
+        "# written by devstack\n"
+        "HEADWATER_REDIS_URL='redis://:p%40ss@127.0.0.1:7001/0'\n"
+        "HEADWATER_BLOB_CONNECTION_STRING='AccountName=devstoreaccount1;AccountKey=k+/==;BlobEndpoint=http://127.0.0.1:7002/a;'\n"
+        "HEADWATER_STANDIN_HTTP_URL=http://127.0.0.1:7003\n"
+        "HEADWATER_STANDIN_WS_URL=ws://127.0.0.1:7004/stocks\n"
+        "PREFECT_API_URL=http://127.0.0.1:7005/api\n"
+    )
+    s = Settings()
+    assert s.redis.url.get_secret_value() == "redis://:p%40ss@127.0.0.1:7001/0"
+    assert s.blob.connection_string.get_secret_value().endswith("AccountKey=k+/==;BlobEndpoint=http://127.0.0.1:7002/a;")
+    assert s.standins.http_url == "http://127.0.0.1:7003" and s.standins.ws_url == "ws://127.0.0.1:7004/stocks"
+    assert PolygonSettings().resolved_ws_url() == "ws://127.0.0.1:7004/stocks"
+
+    monkeypatch.setenv("REDIS_URL", "redis://10.0.0.9:6379/0")  # the alias in the environment beats the file
+    monkeypatch.setenv("HEADWATER_STANDIN_HTTP_URL", "http://10.0.0.9:1")
+    s = Settings()
+    assert s.redis.url.get_secret_value() == "redis://10.0.0.9:6379/0"
+    assert s.standins.http_url == "http://10.0.0.9:1" and s.standins.ws_url == "ws://127.0.0.1:7004/stocks"
+
+    monkeypatch.setenv("HEADWATER_STANDIN_DISCOVER", "false")  # a cluster: stand-ins only from the environment
+    assert StandInSettings().ws_url is None and StandInSettings().http_url == "http://10.0.0.9:1"
+
+
+def test_nothing_configured_says_what_to_do(monkeypatch, tmp_path):
+    from headwater.settings import NotConfiguredError
+    from headwater.storage.blob import resolve_connection_string
+    from headwater.storage.redis import resolve_redis_url
+
+    monkeypatch.setenv("HEADWATER_HOME", str(tmp_path))  # no services.env there
+    for name in ["HEADWATER_BLOB_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING"]:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(NotConfiguredError) as caught:
+        resolve_redis_url()
+    message = str(caught.value)
+    assert "python -m devstack up" in message and "make services" in message and "REDIS_URL" in message
+    assert str(tmp_path / "services.env") in message
+    with pytest.raises(NotConfiguredError, match="python -m devstack up.*AZURE_STORAGE_CONNECTION_STRING"):
+        resolve_connection_string()

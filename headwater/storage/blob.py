@@ -15,19 +15,17 @@ from dataclasses import dataclass
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings, StandardBlobTier
 
-from headwater.settings import BlobSettings
+from headwater.settings import BlobSettings, NotConfiguredError
 
 log = logging.getLogger("headwater.storage.blob")
 
 
 def resolve_connection_string(settings: BlobSettings | None = None) -> str:
-    """``AZURE_STORAGE_CONNECTION_STRING`` if set, else the embedded Azurite's."""
+    """``AZURE_STORAGE_CONNECTION_STRING``/``HEADWATER_BLOB_CONNECTION_STRING``, else Azurite's (services.env)."""
     settings = settings or BlobSettings()
-    if settings.connection_string is not None:
-        return settings.connection_string.get_secret_value()
-    from headwater.services import resolve
-
-    return resolve().blob_connection_string
+    if settings.connection_string is None:
+        raise NotConfiguredError("Blob storage", ("AZURE_STORAGE_CONNECTION_STRING", "HEADWATER_BLOB_CONNECTION_STRING"))
+    return settings.connection_string.get_secret_value()
 
 
 @dataclass(frozen=True)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from headwater.settings import RedisSettings
+from headwater.log import redact_url
+from headwater.settings import START_THE_STACK, NotConfiguredError, RedisSettings, ServiceUnavailableError
 
 log = logging.getLogger("headwater.storage.redis")
 
@@ -35,14 +37,33 @@ def async_retry_policy() -> AsyncRetry:
     return AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=5, supported_errors=RETRY_ERRORS)
 
 
-def resolve_redis_url(settings: RedisSettings | None = None) -> str:
-    """The Redis URL: ``REDIS_URL``/``HEADWATER_REDIS_URL`` if set, else the embedded Redis Stack's."""
-    settings = settings or RedisSettings()
-    if settings.url is not None:
-        return settings.url.get_secret_value()
-    from headwater.services import resolve  # the embedded default; imported lazily (it knows about processes)
+#: Modules Headwater needs -> (names MODULE LIST may use, a command the module provides).
+REDIS_MODULES: dict[str, tuple[frozenset[str], str]] = {
+    "timeseries": (frozenset({"timeseries"}), "TS.ADD"),
+    "search": (frozenset({"search", "ft"}), "FT.CREATE"),
+    "ReJSON": (frozenset({"rejson"}), "JSON.SET"),
+    "bf": (frozenset({"bf"}), "BF.ADD"),
+}
 
-    return resolve().redis_url
+
+class MissingRedisModuleError(ServiceUnavailableError):
+    """The Redis server lacks modules Headwater needs; ``missing`` names them."""
+
+    def __init__(self, missing: list[str], where: str) -> None:
+        self.missing = missing
+        super().__init__(
+            f"Redis at {where} is missing the module(s) {', '.join(missing)} "
+            f"(Headwater needs {', '.join(REDIS_MODULES)}). Use Redis Stack or Redis 8 (modules built in), "
+            f"or unset REDIS_URL/HEADWATER_REDIS_URL to use the embedded Redis Stack ({START_THE_STACK})."
+        )
+
+
+def resolve_redis_url(settings: RedisSettings | None = None) -> str:
+    """The Redis URL: ``REDIS_URL``/``HEADWATER_REDIS_URL``, else the embedded Redis Stack's (services.env)."""
+    settings = settings or RedisSettings()
+    if settings.url is None:
+        raise NotConfiguredError("Redis", ("REDIS_URL", "HEADWATER_REDIS_URL"))
+    return settings.url.get_secret_value()
 
 
 def is_cluster(url: str) -> bool:
@@ -73,3 +94,67 @@ def connect_async(url: str) -> aioredis.Redis:
     if is_cluster(url):
         return AsyncRedisCluster.from_url(url)  # type: ignore[return-value]
     return aioredis.Redis.from_url(url, retry=async_retry_policy())
+
+
+def probe_client(url: str, timeout: float) -> redis.Redis:
+    """A client for one-shot checks: no retries (redis-py 8 retries 10x by default, auth errors included)."""
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+
+
+def check_redis_modules(client_or_url: redis.Redis | str) -> dict[str, str]:
+    """Check the server has timeseries, search, ReJSON and bf; return ``{module: version}``.
+
+    Uses MODULE LIST (Redis Stack and Redis 8 both list their modules); where MODULE is not permitted
+    (managed services, restricted ACL users) it falls back to COMMAND INFO of one command per module.
+    Raises :class:`MissingRedisModuleError` naming exactly what is missing.
+    """
+    if isinstance(client_or_url, str):
+        client, where, own = probe_client(client_or_url, 10.0), redact_url(client_or_url), True
+    else:
+        client, where, own = client_or_url, _client_location(client_or_url), False
+    found: dict[str, str] = {}
+    try:
+        try:
+            loaded = {
+                _text(m.get(b"name", m.get("name"))).lower(): _module_version(m.get(b"ver", m.get("ver")))
+                for m in client.module_list()
+            }
+            for name, (aliases, _) in REDIS_MODULES.items():
+                version = next((loaded[a] for a in aliases if a in loaded), None)
+                if version is not None:
+                    found[name] = version
+        except redis.ResponseError:  # MODULE not allowed here: probe one command per module instead
+            probes = [probe for _, probe in REDIS_MODULES.values()]
+            infos = client.execute_command("COMMAND", "INFO", *probes)
+            known = {_text(i[0]).lower() for i in infos if i} if isinstance(infos, list) else set()
+            if isinstance(infos, dict):
+                known = {_text(k).lower() for k, v in infos.items() if v}
+            for name, (_, probe) in REDIS_MODULES.items():
+                if probe.lower() in known:
+                    found[name] = "unknown"
+    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+        raise ServiceUnavailableError(f"cannot reach Redis at {where}: {exc}") from exc
+    finally:
+        if own:
+            client.close()
+    missing = [name for name in REDIS_MODULES if name not in found]
+    if missing:
+        raise MissingRedisModuleError(missing, where)
+    return found
+
+
+def _module_version(ver: Any) -> str:
+    try:
+        n = int(ver)
+    except (TypeError, ValueError):
+        return str(ver)
+    return f"{n // 10000}.{n // 100 % 100}.{n % 100}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _client_location(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"

@@ -16,7 +16,7 @@ from features.api import create_app
 from features.engineer import run_engineer, select_specs
 from features.online_store import OnlineLayout
 from features.serving import ServingClient
-from headwater import services
+import devstack
 from headwater.keys import Keys
 from headwater.storage.redis import connect
 
@@ -24,14 +24,14 @@ from headwater.storage.redis import connect
 @pytest.fixture
 def restartable(tmp_path):
     password = secrets.token_urlsafe(16)
-    state = {"handle": services.start_redis(tmp_path / "redis", password=password)}
+    state = {"handle": devstack.start_redis(tmp_path / "redis", password=password)}
 
     def kill() -> None:
         os.kill(state["handle"].pid, signal.SIGKILL)
         state["handle"].process.wait(timeout=10)
 
     def restart() -> None:
-        state["handle"] = services.start_redis(tmp_path / "redis", port=state["handle"].port, password=password)
+        state["handle"] = devstack.start_redis(tmp_path / "redis", port=state["handle"].port, password=password)
 
     try:
         yield state["handle"].url, kill, restart

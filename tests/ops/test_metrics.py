@@ -11,9 +11,9 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack import free_port
 from headwater import audit, metrics
 from headwater.keys import Keys
-from headwater.services import free_port
 
 
 def seed(r: redis.Redis, k: Keys) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from headwater.services import free_port
+from devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
