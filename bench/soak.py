@@ -295,7 +295,10 @@ class FlowRuns:
                 if run.start_time is None and state not in self.TERMINAL:
                     continue  # scheduled for later
                 flow, rid = flows.get(str(run.flow_id), "?"), str(run.id)
-                if state in self.TERMINAL and rid not in self._logs:
+                # Logs reach the API a little after the run ends: read them again until the summary is there
+                # (for a minute after the end).
+                ended_recently = run.end_time is not None and time.time() - run.end_time.timestamp() < 60
+                if state in self.TERMINAL and (rid not in self._logs or (self._logs[rid][1] is None and ended_recently)):
                     logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), limit=200,
                                             sort=LogSort.TIMESTAMP_DESC)  # the summary is among the last lines
                     counts = None
