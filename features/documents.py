@@ -57,7 +57,8 @@ def _chunks_query(doc_id: str, t: int) -> FilterQuery:
 
 
 def compute(
-    client: redis.Redis, keys: Keys, specs: Sequence[FeatureSpec], tickers: Sequence[str], as_of_ms: int
+    client: redis.Redis, keys: Keys, specs: Sequence[FeatureSpec], tickers: Sequence[str], as_of_ms: int,
+    *, time_basis: str = "knowledge",
 ) -> list[FeatureValue]:
     """Document embedding values of ``tickers`` at ``as_of_ms`` (None where no document was public)."""
     plan = [(spec, ticker) for ticker in tickers for spec in specs]
