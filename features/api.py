@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -134,14 +135,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _access(request: Request) -> AgentAccess:
+async def _access(request: Request) -> AgentAccess:
     return request.app.state.access
 
 
-def _principal(request: Request) -> Principal:
-    principal = request.app.state.auth.authenticate(bearer(request.headers.get("authorization")))
-    request.state.key_id = principal.key_id
-    return principal
+async def _principal(request: Request) -> Principal:
+    """The caller's key, verified (cached) and counted against its rate: one short Redis call, run inline
+    (a thread hop would cost more than the call)."""
+    return request.app.state.auth.authenticate(bearer(request.headers.get("authorization")))
 
 
 Access = Annotated[AgentAccess, Depends(_access)]
@@ -178,43 +179,67 @@ def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )  # fmt: skip
 
 
+class RequestTimer:
+    """Pure ASGI middleware: ``headwater_serving_request_duration_seconds{endpoint, status}``, buffered in memory
+    (``HistogramBuffer``), so timing a request costs no Redis call and no extra task."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_timed(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_timed)
+        finally:
+            route = scope.get("route")
+            try:
+                scope["app"].state.metrics.observe("serving_request_duration_seconds", time.perf_counter() - started,
+                                                   endpoint=getattr(route, "path", "unmatched"), status=str(status[0]))  # fmt: skip
+            except Exception:  # noqa: BLE001 - metrics must never fail a request
+                log.debug("could not record serving latency", exc_info=True)
+
+
 def create_app(serving: ServingClient | None = None, *, auth: ApiKeyStore | None = None,
                documents: Any | None = None, metrics_interval_s: float = 1.0) -> FastAPI:  # fmt: skip
     """The app; without ``serving`` it connects to the configured Redis at start-up and closes at shutdown.
     ``auth`` defaults to the API keys in the serving client's Redis and namespace; request metrics are
     written every ``metrics_interval_s``."""
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = serving is None
-        client = serving or ServingClient.from_settings()
+    def attach(app: FastAPI, client: ServingClient) -> None:
         app.state.serving = client
         app.state.access = AgentAccess(client, documents)
         app.state.auth = auth or ApiKeyStore(client._client, client.keys)  # noqa: SLF001
         app.state.metrics = HistogramBuffer(client._client, client.keys, interval_s=metrics_interval_s)  # noqa: SLF001
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if serving is None:
+            attach(app, ServingClient.from_settings())
         try:
             yield
         finally:
             app.state.metrics.close()
-            if owned:
-                client.close()
+            if serving is None:
+                app.state.serving.close()
 
     app = FastAPI(title="Headwater", version="2", lifespan=lifespan, responses=ERRORS,
                   description="Validated, point-in-time features, bars, news, document search and agent state, "
                               "served straight from Redis. Authenticate with `Authorization: Bearer <API key>`.")  # fmt: skip
 
-    @app.middleware("http")
-    async def record_latency(request: Request, call_next: Any) -> Any:
-        """``headwater_serving_request_duration_seconds{endpoint, status}``, buffered in memory."""
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        try:
-            request.app.state.metrics.observe("serving_request_duration_seconds", time.perf_counter() - started,
-                                              endpoint=getattr(route, "path", "unmatched"), status=str(response.status_code))  # fmt: skip
-        except Exception:  # noqa: BLE001 - metrics must never fail a request
-            log.debug("could not record serving latency", exc_info=True)
-        return response
+    if serving is not None:  # ready without a lifespan run (test clients, fuzzers)
+        attach(app, serving)
+
+    app.add_middleware(RequestTimer)
 
     for exc_type in (AuthError, ForbiddenError, RateLimitedError):
         app.add_exception_handler(exc_type, _auth_error)
@@ -262,13 +287,18 @@ def create_app(serving: ServingClient | None = None, *, auth: ApiKeyStore | None
         }
         return Response(orjson.dumps(payload), media_type="application/json")
 
+    # The feature reads are one pipelined Redis round trip (well under a millisecond): they run inline on the
+    # event loop, which is cheaper than the thread hop FastAPI gives a sync endpoint. as_of reads compute from
+    # the series and may take longer: they go to the thread pool.
     @app.post("/features", response_model=FeaturesResponse)
-    def features_post(body: FeaturesRequest, access: Access, caller: Caller) -> Response:
+    async def features_post(body: FeaturesRequest, access: Access, caller: Caller) -> Response:
         """Feature values for one or many tickers (``{"ticker": "AAPL"}`` or ``{"ticker": [...]}``)."""
+        if body.as_of is not None:
+            return await run_in_threadpool(_features, access, caller, body)
         return _features(access, caller, body)
 
     @app.get("/features", response_model=FeaturesResponse)
-    def features_get(
+    async def features_get(
         access: Access,
         caller: Caller,
         feature: Annotated[list[Annotated[str, Field(max_length=130)]], Query(description="name:variant, repeatable", max_length=50)],
@@ -282,6 +312,8 @@ def create_app(serving: ServingClient | None = None, *, auth: ApiKeyStore | None
         params = {"portfolio_id": portfolio_id} if portfolio_id else None
         body = FeaturesRequest(features=feature, entities={"ticker": ticker}, as_of=as_of, time_basis=time_basis,
                                params=params, include_timestamps=include_timestamps)  # fmt: skip
+        if as_of is not None:
+            return await run_in_threadpool(_features, access, caller, body)
         return _features(access, caller, body)
 
     @app.post("/nearest")
