@@ -32,19 +32,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import numpy as np
+import redis
+
+from features import FeatureSpec, FeatureValue, load_catalog
+from features.auth import ApiKeyStore
+from features.online_store import OnlineLayout, OnlineStoreWriter
+from features.serving import ServingClient
+import devstack
+from headwater.config import load_tickers
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-import redis  # noqa: E402
-
-from features import FeatureSpec, FeatureValue, load_catalog  # noqa: E402
-from features.auth import ApiKeyStore  # noqa: E402
-from features.online_store import OnlineLayout, OnlineStoreWriter  # noqa: E402
-from features.serving import ServingClient  # noqa: E402
-import devstack  # noqa: E402
-from headwater.config import load_tickers  # noqa: E402
 
 N_FEATURES = 10
 

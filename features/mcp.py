@@ -33,7 +33,7 @@ from pydantic import Field
 
 from features import UnknownEntityError, UnknownFeatureError
 from features.access import AgentAccess
-from features.agent_state import Portfolio, StateConflictError, StateNotFoundError, UserProfile
+from features.agent_state import Portfolio, StateConflictError, StateNotFoundError
 from features.auth import ApiKeyStore, AuthError, ForbiddenError, Principal, RateLimitedError
 from features.serving import ServingClient
 
