@@ -36,12 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import devstack
+from headwater.keys import BAR_FIELDS
+from headwater.timeframes import DAY_MS, NEW_YORK
 
-import devstack  # noqa: E402
-from headwater.keys import BAR_FIELDS  # noqa: E402
-from headwater.timeframes import DAY_MS, NEW_YORK  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 TICKERS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "XOM", "JNJ", "V", "WMT")
 CHUNK_BARS = 2000

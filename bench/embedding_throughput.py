@@ -25,27 +25,25 @@ import argparse
 import datetime as dt
 import json
 import os
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402
+import redis
 
-from headwater.processors.documents import DocumentProcessor  # noqa: E402
-import devstack  # noqa: E402
-from headwater.documents import DocumentRef  # noqa: E402
-from headwater.documents.chunking import chunk_sections  # noqa: E402
-from headwater.documents.embed import get_embedder  # noqa: E402
-from headwater.documents.index import ensure_documents_index  # noqa: E402
-from headwater.documents.parse import ParsedDocument, parse_filing, parse_transcript_document  # noqa: E402
-from headwater.keys import Keys  # noqa: E402
-from standins.corpus import DEFAULT_TICKERS, company  # noqa: E402
-from standins.rest_edgar import generated_filings, primary_document  # noqa: E402
-from standins.rest_transcripts import transcript_html  # noqa: E402
+from headwater.processors.documents import DocumentProcessor
+import devstack
+from headwater.documents import DocumentRef
+from headwater.documents.chunking import chunk_sections
+from headwater.documents.embed import get_embedder
+from headwater.documents.index import ensure_documents_index
+from headwater.documents.parse import ParsedDocument, parse_filing, parse_transcript_document
+from headwater.keys import Keys
+from standins.corpus import DEFAULT_TICKERS, company
+from standins.rest_edgar import generated_filings, primary_document
+from standins.rest_transcripts import transcript_html
 
 SEED = 42
 BATCH_DOCUMENTS = 4  # small batches: finer pairing of the bare and pipeline timings

@@ -30,17 +30,16 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
+import redis
+
+import devstack
+from headwater.config import load_tickers
+from headwater.keys import Keys
+from bench._soak.counting import TradeCount, count_trades
+from standins.polygon_ws import PolygonStandIn
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import orjson  # noqa: E402
-import redis  # noqa: E402
-
-import devstack  # noqa: E402
-from headwater.config import load_tickers  # noqa: E402
-from headwater.keys import Keys  # noqa: E402
-from bench._soak.counting import TradeCount, count_trades  # noqa: E402
-from standins.polygon_ws import PolygonStandIn  # noqa: E402
 
 PARTITIONS = 4
 

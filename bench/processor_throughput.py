@@ -27,15 +27,14 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import orjson  # noqa: E402
-import redis  # noqa: E402
+import orjson
+import redis
 
-import devstack  # noqa: E402
-from headwater.keys import Keys, partition_of  # noqa: E402
-from headwater.settings import StreamSettings  # noqa: E402
-from headwater.storage.timeseries import TimeSeriesLayout  # noqa: E402
+import devstack
+from headwater.keys import Keys, partition_of
+from headwater.settings import StreamSettings
+from headwater.storage.timeseries import TimeSeriesLayout
 
 PARTITIONS = 4
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z

@@ -30,28 +30,26 @@ import datetime as dt
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import redis  # noqa: E402
+import numpy as np
+import redis
 
-from headwater.processors.documents import DocumentProcessor  # noqa: E402
-import devstack  # noqa: E402
-from headwater.documents import DocumentRef  # noqa: E402
-from headwater.documents.embed import get_embedder, to_bytes  # noqa: E402
-from headwater.documents.index import ensure_documents_index  # noqa: E402
-from headwater.documents.parse import parse_filing, parse_transcript_document  # noqa: E402
-from headwater.documents.search import DocumentSearch, filter_clause, search_documents  # noqa: E402
-from headwater.keys import Keys  # noqa: E402
-from standins.corpus import company  # noqa: E402
-from standins.rest_edgar import generated_filings, primary_document  # noqa: E402
-from standins.rest_transcripts import transcript_html  # noqa: E402
+from headwater.processors.documents import DocumentProcessor
+import devstack
+from headwater.documents import DocumentRef
+from headwater.documents.embed import get_embedder, to_bytes
+from headwater.documents.index import ensure_documents_index
+from headwater.documents.parse import parse_filing, parse_transcript_document
+from headwater.documents.search import DocumentSearch, filter_clause, search_documents
+from headwater.keys import Keys
+from standins.corpus import company
+from standins.rest_edgar import generated_filings, primary_document
+from standins.rest_transcripts import transcript_html
 
 SEED = 42
 REAL_TICKERS = ("AAPL", "MSFT", "NVDA")

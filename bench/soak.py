@@ -55,17 +55,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+import redis
+import yaml
+
+from bench._soak.counting import TradeCount, count_trades
+from bench._soak.observe import MemorySampler, Supervisor, process_groups, wait_for
+from headwater.keys import Keys
+from standins.market import MINUTE_MS, MarketSim
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-import redis  # noqa: E402
-import yaml  # noqa: E402
-
-from bench._soak.counting import TradeCount, count_trades  # noqa: E402
-from bench._soak.observe import MemorySampler, Supervisor, process_groups, wait_for  # noqa: E402
-from headwater.keys import Keys  # noqa: E402
-from standins.market import MINUTE_MS, MarketSim  # noqa: E402
 
 PY = sys.executable
 MAX_RECONNECTS = 3

@@ -256,9 +256,13 @@ def _no_data_as_empty(reply: Any) -> Any:
 
 
 def compute_features(
-    client: redis.Redis, keys: Keys, specs: Sequence[FeatureSpec], tickers: Sequence[str], as_of_ms: int
+    client: redis.Redis, keys: Keys, specs: Sequence[FeatureSpec], tickers: Sequence[str], as_of_ms: int,
+    *, time_basis: str = "knowledge",
 ) -> list[FeatureValue]:
-    """Compute stored features for tickers from the source data at or before ``as_of_ms`` (group by group)."""
+    """Compute stored features for tickers from the source data at or before ``as_of_ms`` (group by group).
+
+    ``time_basis="knowledge"`` uses only what the pipeline had ingested by ``as_of_ms``; ``"event"`` uses
+    everything whose event time is at or before it (see ``features.access``)."""
     from features import documents, market, sentiment
 
     modules = {"market": market, "sentiment": sentiment, "documents": documents}
@@ -266,7 +270,7 @@ def compute_features(
     for group, module in modules.items():
         chosen = [spec for spec in specs if spec.group == group]
         if chosen and tickers:
-            values += module.compute(client, keys, chosen, tickers, as_of_ms)
+            values += module.compute(client, keys, chosen, tickers, as_of_ms, time_basis=time_basis)
     unknown = {spec.group for spec in specs if spec.stored and spec.group not in modules}
     if unknown:
         raise ValueError(f"no computation for feature group(s) {sorted(unknown)}")

@@ -15,6 +15,7 @@ have no values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import redis
@@ -46,18 +47,25 @@ def mean_embedding(vectors: np.ndarray) -> np.ndarray | None:
     return (mean / norm).astype(np.float32)
 
 
-def _latest_document_query(ticker: str, source: str, t: int) -> FilterQuery:
-    where = (Tag("ticker") == ticker) & (Tag("source") == source) & (Num("public_ms") <= t)
+def _known(t: int, knowledge: bool) -> Any:
+    """Public by ``t`` and, on the knowledge basis, also stored by then."""
+    public = Num("public_ms") <= t
+    return public & (Num("stored_ms") <= t) if knowledge else public
+
+
+def _latest_document_query(ticker: str, source: str, t: int, knowledge: bool = True) -> FilterQuery:
+    where = (Tag("ticker") == ticker) & (Tag("source") == source) & _known(t, knowledge)
     return FilterQuery(where, return_fields=["doc_id", "public_ms"], num_results=1, sort_by=("public_ms", "DESC"))
 
 
-def _chunks_query(doc_id: str, t: int) -> FilterQuery:
-    query = FilterQuery((Tag("doc_id") == doc_id) & (Num("public_ms") <= t), num_results=MAX_CHUNKS)
+def _chunks_query(doc_id: str, t: int, knowledge: bool = True) -> FilterQuery:
+    query = FilterQuery((Tag("doc_id") == doc_id) & _known(t, knowledge), num_results=MAX_CHUNKS)
     return query.return_fields("embedding", skip_decode=["embedding"])
 
 
 def compute(
-    client: redis.Redis, keys: Keys, specs: Sequence[FeatureSpec], tickers: Sequence[str], as_of_ms: int
+    client: redis.Redis, keys: Keys, specs: Sequence[FeatureSpec], tickers: Sequence[str], as_of_ms: int,
+    *, time_basis: str = "knowledge",
 ) -> list[FeatureValue]:
     """Document embedding values of ``tickers`` at ``as_of_ms`` (None where no document was public)."""
     plan = [(spec, ticker) for ticker in tickers for spec in specs]
@@ -65,7 +73,8 @@ def compute(
     if not plan:
         return []
     index = documents_index(client, keys, specs[0].dims)
-    queries = [_latest_document_query(ticker, spec.properties["source"], as_of_ms) for spec, ticker in plan]
+    knowledge = time_basis == "knowledge"
+    queries = [_latest_document_query(ticker, spec.properties["source"], as_of_ms, knowledge) for spec, ticker in plan]
     try:
         latest = index.batch_query(queries, batch_size=len(queries))
     except (ResponseError, RedisSearchError) as exc:
@@ -74,7 +83,7 @@ def compute(
         raise
     found = [(spec, ticker, docs[0]["doc_id"], int(float(docs[0]["public_ms"])))
              for (spec, ticker), docs in zip(plan, latest) if docs]  # fmt: skip
-    chunks = index.batch_query([_chunks_query(doc_id, as_of_ms) for _, _, doc_id, _ in found],
+    chunks = index.batch_query([_chunks_query(doc_id, as_of_ms, knowledge) for _, _, doc_id, _ in found],
                                batch_size=max(1, len(found))) if found else []  # fmt: skip
     for (spec, ticker, _, public_ms), rows in zip(found, chunks):
         vectors = [np.frombuffer(row["embedding"], dtype="<f4") for row in rows if row.get("embedding")]

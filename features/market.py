@@ -213,9 +213,13 @@ JOBS: dict[str, Callable[[Keys, FeatureSpec, str, int], Job]] = {
 
 
 def compute(
-    client: redis.Redis, keys: Keys, specs: Sequence[FeatureSpec], tickers: Sequence[str], as_of_ms: int
+    client: redis.Redis, keys: Keys, specs: Sequence[FeatureSpec], tickers: Sequence[str], as_of_ms: int,
+    *, time_basis: str = "knowledge",
 ) -> list[FeatureValue]:
-    """Market feature values of ``tickers`` at ``as_of_ms`` (one pipelined round trip)."""
+    """Market feature values of ``tickers`` at ``as_of_ms`` (one pipelined round trip).
+
+    Both time bases read the same samples: ticks reach TimeSeries from the real-time stream within
+    milliseconds of their trade time, so what was known at ``t`` is what had traded by ``t``."""
     jobs = [JOBS[_computation(spec)](keys, spec, ticker, as_of_ms) for ticker in tickers for spec in specs]
     return run_jobs(client, jobs, as_of_ms)
 

@@ -151,14 +151,16 @@ class ServingClient:
         *,
         as_of: datetime | int | str | None = None,
         include_timestamps: bool = False,
+        time_basis: str = "knowledge",
     ) -> list[Row]:
-        """One ``Row`` per entity value; with ``include_timestamps`` each stored value's source time (ms)."""
+        """One ``Row`` per entity value; with ``include_timestamps`` each stored value's source time (ms).
+        ``as_of`` reads use what the pipeline knew then (``time_basis="knowledge"``) or event time (``"event"``)."""
         plan = self._plan(features)
         entity, values = self._entity_values(entities, plan)
         if as_of is None:
             rows = self._read_online(plan, values, include_timestamps)
         else:
-            rows = self._compute_as_of(plan, values, to_ms(as_of), include_timestamps)
+            rows = self._compute_as_of(plan, values, to_ms(as_of), include_timestamps, time_basis)
         if plan.ondemand:
             view: Any = self if as_of is None else PointInTime(self, to_ms(as_of))
             for row in rows:
@@ -314,11 +316,13 @@ class ServingClient:
             rows.append(Row(ticker, list(values), times))
         return rows
 
-    def _compute_as_of(self, plan: _Plan, tickers: list[str], as_of_ms: int, include_timestamps: bool) -> list[Row]:
+    def _compute_as_of(self, plan: _Plan, tickers: list[str], as_of_ms: int, include_timestamps: bool,
+                       time_basis: str = "knowledge") -> list[Row]:  # fmt: skip
         """The plan's stored features computed from the source data at or before ``as_of_ms``."""
         self._check_known(plan.entity, tickers, self._client.hmget(self.layout.entities(plan.entity), tickers))
         stored = [spec for spec in plan.specs if spec.stored]
-        computed = {(v.spec.ref, v.entity): v for v in compute_features(self._client, self.keys, stored, tickers, as_of_ms)}
+        computed = {(v.spec.ref, v.entity): v for v in
+                    compute_features(self._client, self.keys, stored, tickers, as_of_ms, time_basis=time_basis)}  # fmt: skip
         rows = []
         for ticker in tickers:
             values: list[Any] = [None] * len(plan.specs)

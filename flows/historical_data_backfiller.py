@@ -45,26 +45,23 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # `python flows/historical_data_backfiller.py`: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd  # noqa: E402
-from prefect import flow  # noqa: E402
-from prefect.futures import as_completed  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import pandas as pd
+from prefect import flow
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from tqdm import tqdm
 
-from flows import common  # noqa: E402
-from flows.context import FlowContext, flow_context  # noqa: E402
-from flows.gate import gate_parts  # noqa: E402
-from flows.retry import io_task  # noqa: E402
-from headwater import warm  # noqa: E402
-from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
-from headwater.storage.timeseries import bar_retention_ms, bars_to_rows, write_bars  # noqa: E402
-from headwater.timeframes import DAY_MS, NEW_YORK  # noqa: E402
+from flows import common
+from flows.context import FlowContext, flow_context
+from flows.gate import gate_parts
+from flows.retry import io_task
+from headwater import warm
+from headwater.metrics import OUTCOME_HOOKS
+from headwater.storage.timeseries import bar_retention_ms, bars_to_rows, write_bars
+from headwater.timeframes import DAY_MS, NEW_YORK
 
 FLOW = "historical_data_backfiller"
 JOB = "backfill"

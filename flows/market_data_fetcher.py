@@ -19,21 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # `python flows/market_data_fetcher.py`: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd  # noqa: E402
-from prefect import flow  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+import pandas as pd
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import common  # noqa: E402
-from flows.context import FlowContext, flow_context  # noqa: E402
-from flows.gate import gate  # noqa: E402
-from flows.retry import io_task  # noqa: E402
-from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
-from headwater.storage.timeseries import BarWrite, bars_to_rows, write_bars  # noqa: E402
+from flows import common
+from flows.context import FlowContext, flow_context
+from flows.gate import gate
+from flows.retry import io_task
+from headwater.metrics import OUTCOME_HOOKS
+from headwater.storage.timeseries import BarWrite, bars_to_rows, write_bars
 
 FLOW = "market_data_fetcher"
 

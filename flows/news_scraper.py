@@ -22,24 +22,21 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # `python flows/news_scraper.py`: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd  # noqa: E402
-from prefect import flow  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+import pandas as pd
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from expectations.articles import COLUMNS  # noqa: E402
-from flows import common  # noqa: E402
-from flows.context import FlowContext, flow_context  # noqa: E402
-from flows.gate import gate, quarantine_unparsed  # noqa: E402
-from flows.retry import io_task  # noqa: E402
-from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
-from headwater.models import Article  # noqa: E402
-from headwater.tagging import COMPANY_NAMES, is_ambiguous  # noqa: E402
+from expectations.articles import COLUMNS
+from flows import common
+from flows.context import FlowContext, flow_context
+from flows.gate import gate, quarantine_unparsed
+from flows.retry import io_task
+from headwater.metrics import OUTCOME_HOOKS
+from headwater.models import Article
+from headwater.tagging import COMPANY_NAMES, is_ambiguous
 
 FLOW = "news_scraper"
 DATASET = "news"

@@ -28,23 +28,20 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # `python flows/social_media_collector.py`: make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd  # noqa: E402
-from prefect import flow  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+import pandas as pd
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from expectations.posts import COLUMNS  # noqa: E402
-from flows import common  # noqa: E402
-from flows.context import FlowContext, flow_context  # noqa: E402
-from flows.gate import gate, quarantine_unparsed  # noqa: E402
-from flows.retry import io_task  # noqa: E402
-from headwater.metrics import OUTCOME_HOOKS  # noqa: E402
-from headwater.models import Post  # noqa: E402
+from expectations.posts import COLUMNS
+from flows import common
+from flows.context import FlowContext, flow_context
+from flows.gate import gate, quarantine_unparsed
+from flows.retry import io_task
+from headwater.metrics import OUTCOME_HOOKS
+from headwater.models import Post
 
 FLOW = "social_media_collector"
 DATASET = "social"

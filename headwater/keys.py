@@ -108,6 +108,11 @@ class Keys:
         """Per-ticker sentiment scores over time: ``ts:{AAPL}:sentiment:news``."""
         return f"{self.prefix}ts:{{{ticker}}}:sentiment:{source}"
 
+    def known(self, ticker: str, kind: str, source: str) -> str:
+        """When the pipeline stored each sample of ``ts:{T}:<kind>:<source>`` (same timestamps, value = ingest
+        epoch ms): ``ts:{AAPL}:known:sentiment:news``. Knowledge-time ``as_of`` reads skip samples stored later."""
+        return f"{self.prefix}ts:{{{ticker}}}:known:{kind}:{source}"
+
     def mentions(self, ticker: str, source: str) -> str:
         """Per-ticker mention counts over time: ``ts:{AAPL}:mentions:social``."""
         return f"{self.prefix}ts:{{{ticker}}}:mentions:{source}"
@@ -285,6 +290,15 @@ class Keys:
     def portfolio(self, portfolio_id: str) -> str:
         return f"{self.prefix}json:portfolio:{portfolio_id}"
 
+    # -- agents' API keys (features.auth) --------------------------------------------------------------
+    def api_key(self, key_id: str) -> str:
+        """Hash of one API key: owner, scopes, rate, SHA-256 of the secret, created/revoked time."""
+        return f"{self.prefix}auth:key:{key_id}"
+
+    def api_keys_of(self, owner: str) -> str:
+        """Set of the key ids issued to one owner."""
+        return f"{self.prefix}auth:owner:{owner}"
+
 
 def quota_day_window(day: str) -> str:
     """The ``quota`` window counting one UTC day's requests: ``day:20240101`` (``day`` as ``YYYYMMDD``)."""
@@ -343,6 +357,8 @@ class ParsedKey(NamedTuple):
     query_hash: str | None = None
     user_id: str | None = None
     portfolio_id: str | None = None
+    owner: str | None = None
+    kind: str | None = None
 
     def __repr__(self) -> str:
         parts = "".join(f", {name}={value!r}" for name, value in self.parts().items())
@@ -362,19 +378,22 @@ class ParsedKey(NamedTuple):
 #: before a general one: ``news:idx:{T}`` before ``news:{ID}``).
 FAMILIES: tuple[str, ...] = (
     "raw_market_data", "raw_news", "raw_social", "raw_documents", "dead_letter", "quarantine",
-    "tick", "bar", "provider_bar", "sentiment", "mentions",
+    "tick", "bar", "provider_bar", "sentiment", "mentions", "known",
     "news_index", "article", "social_index", "post", "seen", "chunk",
     "documents_index", "semantic_cache_index", "semantic_cache_entry",
     "last_event", "streamer_metrics", "worker_metrics", "workers_alive",
     "partition_lease", "partition_epoch", "partition_tickers", "ticker_state",
     "audit_log", "metrics_counters", "metrics_histograms", "quota", "checkpoint", "user", "portfolio",
+    "api_key", "api_keys_of",
 )  # fmt: skip
 
 #: The Redis type of each family, as ``TYPE`` names it (``index``: a RediSearch index name, not a key).
 KEY_TYPES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("raw_market_data", "raw_news", "raw_social", "raw_documents", "dead_letter", "quarantine",
                      "audit_log"), ("stream",)),
-    **dict.fromkeys(("tick", "bar", "provider_bar", "sentiment", "mentions"), ("TSDB-TYPE",)),
+    **dict.fromkeys(("tick", "bar", "provider_bar", "sentiment", "mentions", "known"), ("TSDB-TYPE",)),
+    "api_key": ("hash",),
+    "api_keys_of": ("set",),
     **dict.fromkeys(("news_index", "social_index", "workers_alive"), ("zset",)),
     **dict.fromkeys(("article", "post", "chunk", "semantic_cache_entry", "last_event", "ticker_state",
                      "metrics_counters", "metrics_histograms"), ("hash",)),
@@ -388,7 +407,7 @@ KEY_TYPES: dict[str, tuple[str, ...]] = {
 # How each part of a key is matched when parsing (default: anything, colons included, e.g. ``doc_id``).
 _PART_RE = {
     "ticker": r"[^{}]+", "partition": r"\d+", "n": r"\d+", "connection": r"\d+",
-    **dict.fromkeys(("field", "timeframe", "source", "dataset", "job", "provider", "key_id"), r"[^:{}]+"),
+    **dict.fromkeys(("field", "timeframe", "source", "dataset", "job", "provider", "key_id", "kind"), r"[^:{}]+"),
 }  # fmt: skip
 _FAMILY_PART_RE = {("tick", "field"): "|".join((*TICK_FIELDS, *CROSSED_QUOTE_FIELDS))}  # a tick series is told apart by its field
 _INT_PARTS = frozenset({"partition", "n", "connection"})

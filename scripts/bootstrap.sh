@@ -10,7 +10,7 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 # --- Python environment ----------------------------------------------------------------------------
-want=$(stamp_of requirements.txt requirements-overrides.txt scripts/bootstrap.sh)
+want=$(stamp_of requirements.txt requirements-overrides.txt pyproject.toml scripts/bootstrap.sh)
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.headwater-stamp 2>/dev/null)" != "$want" ]; then
   echo "[bootstrap] installing Python environment into .venv/ (first run takes a few minutes)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
@@ -24,6 +24,9 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.headwater-stamp 2>/dev/null)" !=
   fi
   .venv/bin/uv pip install --python .venv/bin/python "${find_links[@]}" \
       --override requirements-overrides.txt -r requirements.txt
+  # The project itself, editable and without dependencies (they are the pinned set above): the `headwater`
+  # command, and every package importable from anywhere (no sys.path tricks in scripts and benchmarks).
+  .venv/bin/uv pip install --python .venv/bin/python --no-deps -e .
   # The dataclasses backport must never land in site-packages (it breaks Prefect's API server).
   if ls .venv/lib/python3*/site-packages/dataclasses.py >/dev/null 2>&1; then
     echo "[bootstrap] ERROR: dataclasses.py backport found in site-packages" >&2; exit 1

@@ -21,17 +21,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+import redis
+
+import devstack
+from headwater.config import load_tickers
+from headwater.keys import Keys
+from headwater.log import setup_logging
+from headwater.settings import Settings, headwater_home
+from headwater.storage.blob import BlobStore
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import redis  # noqa: E402
-
-import devstack  # noqa: E402
-from headwater.config import load_tickers  # noqa: E402
-from headwater.keys import Keys  # noqa: E402
-from headwater.log import setup_logging  # noqa: E402
-from headwater.settings import Settings, headwater_home  # noqa: E402
-from headwater.storage.blob import BlobStore  # noqa: E402
 
 log = logging.getLogger("headwater.demo")
 

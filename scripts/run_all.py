@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 PY = sys.executable
 PREFECT = str(Path(sys.executable).parent / "prefect")

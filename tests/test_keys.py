@@ -115,6 +115,8 @@ EXAMPLES: dict[str, dict[str, object]] = {
     "quota": {"provider": "sec", "key_id": "0123456789ab", "window": "day:20240101"},
     "checkpoint": {"job": "social_media_collector", "item": "reddit:stocks"},
     "user": {"user_id": "u1"}, "portfolio": {"portfolio_id": "p:1"},
+    "known": {"ticker": "BRK.B", "kind": "sentiment", "source": "news"},
+    "api_key": {"key_id": "0123456789ab"}, "api_keys_of": {"owner": "alice"},
 }  # fmt: skip
 
 

@@ -30,6 +30,7 @@ SAMPLES = {
     "TF": "1m", "FIELD": "close", "SOURCE": "polygon", "ID": "9f2c", "PLATFORM": "reddit", "POST_ID": "t3_x",
     "DATASET": "news", "DOC_ID": "sec:0000320193-24-000123", "N": "7", "HASH": "ab12", "C": "0",
     "CONSUMER": "host-1", "YYYYMMDD": "20240101", "JOB": "backfill", "ITEM": "AAPL",
+    "KIND": "sentiment", "KEY_ID": "0123456789ab", "OWNER": "alice",
 }  # fmt: skip
 #: The spec's words for Redis types -> ``TYPE`` names (``KEY_TYPES``); "any" is the replay namespace.
 TYPE_WORDS = {"hash": "hash", "sorted set": "zset", "set": "set", "string": "string", "counter": "string",

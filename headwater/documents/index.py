@@ -1,7 +1,7 @@
 """``idx:documents`` (RediSearch over the ``doc:{DOC_ID}:chunk:{N}`` hashes) and the chunk writes.
 
 Schema (docs/redis-keys.md), declared as a redisvl ``IndexSchema``: TAG ``doc_id ticker form source
-section``, NUMERIC ``position``, ``public_ms`` (SORTABLE), ``period``, TEXT ``text``, VECTOR ``embedding``
+section``, NUMERIC ``position``, ``public_ms`` (SORTABLE), ``stored_ms`` (knowledge time), ``period``, TEXT ``text``, VECTOR ``embedding``
 HNSW FLOAT32 COSINE with the model's dimensions. ``blob_url`` and ``content_hash`` are stored, not indexed.
 The index name and the PREFIX come from ``Keys``, so a namespaced pipeline (or test) has its own index over
 its own chunks.
@@ -42,6 +42,7 @@ def documents_schema(keys: Keys, dims: int = DEFAULT_DIMS, *, m: int = HNSW_M,
             *({"name": name, "type": "tag"} for name in TAGS),
             {"name": "position", "type": "numeric"},
             {"name": "public_ms", "type": "numeric", "attrs": {"sortable": True}},
+            {"name": "stored_ms", "type": "numeric"},
             {"name": "period", "type": "numeric"},
             {"name": "text", "type": "text"},
             {"name": "embedding", "type": "vector", "attrs": {
@@ -61,6 +62,8 @@ def ensure_documents_index(client: redis.Redis, keys: Keys, dims: int = DEFAULT_
     existing = ensure_index(documents_index(client, keys, dims, **hnsw))
     if existing is None:
         return True
+    if "stored_ms" not in existing.fields:  # an index from before knowledge time: add the field in place
+        client.execute_command("FT.ALTER", keys.documents_index, "SCHEMA", "ADD", "stored_ms", "NUMERIC")
     field = existing.fields.get("embedding")
     existing_dims = getattr(field.attrs, "dims", None) if field is not None else None
     if existing_dims is not None and existing_dims != dims:
@@ -98,12 +101,14 @@ class ChunkRecord:
     text: str
     blob_url: str
     content_hash: str
+    stored_ms: int | None = None  # when the pipeline stored it (knowledge time); None: known at public_ms
 
     def mapping(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "doc_id": self.doc_id, "ticker": self.ticker, "form": self.form, "source": self.source,
             "section": self.section, "position": self.position, "public_ms": self.public_ms, "text": self.text,
             "blob_url": self.blob_url, "content_hash": self.content_hash,
+            "stored_ms": self.public_ms if self.stored_ms is None else self.stored_ms,
         }  # fmt: skip
         if self.period is not None:
             fields["period"] = self.period

@@ -124,9 +124,10 @@ def to_epoch_ms(as_of: dt.datetime | dt.date | str | int | float | None) -> int 
 
 def filter_clause(
     ticker: str | None = None, forms: Iterable[str] | None = None, sources: Iterable[str] | None = None,
-    as_of_ms: int | None = None,
+    as_of_ms: int | None = None, time_basis: str = "knowledge",
 ) -> str:  # fmt: skip
-    """The TAG/NUMERIC pre-filter shared by the vector and text queries (``*`` for none).
+    """The TAG/NUMERIC pre-filter shared by the vector and text queries (``*`` for none). With ``as_of_ms``,
+    ``time_basis="knowledge"`` also requires the chunk to have been stored by then (``stored_ms``).
 
     The values are validated here and escaped by redisvl's ``Tag`` filter; the clauses are intersected by
     juxtaposition (redisvl's ``&`` would nest each pair in parentheses: same meaning, longer string).
@@ -147,6 +148,10 @@ def filter_clause(
         parts.append(Tag("source") == sources)
     if as_of_ms is not None:
         parts.append(Num("public_ms") <= int(as_of_ms))
+        if time_basis == "knowledge":
+            parts.append(Num("stored_ms") <= int(as_of_ms))
+        elif time_basis != "event":
+            raise ValueError(f"time_basis must be 'knowledge' or 'event', not {time_basis!r}")
     return " ".join(str(part) for part in parts) or "*"
 
 
@@ -277,8 +282,10 @@ class DocumentSearch:
         vector: np.ndarray | None = None,
         hybrid: bool = True,
         use_cache: bool = True,
+        time_basis: str = "knowledge",
     ) -> SearchResponse:
-        """The ``k`` best chunks for ``query`` (see the module docstring); ``vector`` skips embedding it."""
+        """The ``k`` best chunks for ``query`` (see the module docstring); ``vector`` skips embedding it.
+        ``as_of`` keeps what was public *and* stored by then (``time_basis="event"``: public by then)."""
         started = time.perf_counter()
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be non-empty text")
@@ -287,9 +294,9 @@ class DocumentSearch:
         forms = [forms] if isinstance(forms, str) else forms
         sources = [sources] if isinstance(sources, str) else sources
         as_of_ms = to_epoch_ms(as_of)
-        where = filter_clause(ticker, forms, sources, as_of_ms)
+        where = filter_clause(ticker, forms, sources, as_of_ms, time_basis)
         filters = {"ticker": ticker, "forms": sorted(forms) if forms else None, "sources": sorted(sources) if sources else None,
-                   "as_of_ms": as_of_ms, "k": k, "hybrid": hybrid}  # fmt: skip
+                   "as_of_ms": as_of_ms, "k": k, "hybrid": hybrid, "time_basis": time_basis}  # fmt: skip
         if vector is None:
             vector = self.embedder.encode_one(query)
         vector = np.asarray(vector, dtype=np.float32)

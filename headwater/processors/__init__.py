@@ -91,8 +91,11 @@ class SeriesCache:
 # index it, keep the sentiment sample at its millisecond the *mean* of the events indexed there, and (social)
 # write the number of events in that millisecond as the mention count. A redelivered event is already in the index
 # (ZADD answers 0): the sentiment mean is left alone and the count comes out the same, so nothing doubles.
-# KEYS: 1 index (sorted set), 2 sentiment series, [3 mentions series].
-# ARGV: 1 event ms, 2 event id, 3 sentiment score, 4 trim index entries before this ms, 5 index TTL (s).
+# Beside each series its knowledge series (``ts:{T}:known:...``) gets, at the same millisecond, when the pipeline
+# stored the sample (the newest ingest time of the events in it, ON_DUPLICATE MAX): knowledge-time reads skip it
+# before then.
+# KEYS: 1 index (sorted set), 2 sentiment series, 3 its knowledge series, [4 mentions series, 5 its knowledge series].
+# ARGV: 1 event ms, 2 event id, 3 sentiment score, 4 trim index entries before this ms, 5 index TTL (s), 6 ingest ms.
 # Returns {events in that millisecond, 1 if a sample was older than the series' retention else 0}.
 INDEX_EVENT = """
 local added = redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
@@ -112,11 +115,11 @@ if added == 1 then
     end
   end
   local ok = redis.pcall('TS.ADD', KEYS[2], ARGV[1], mean, 'ON_DUPLICATE', 'LAST')
-  if type(ok) == 'table' and ok.err then late = 1 end
+  if type(ok) == 'table' and ok.err then late = 1 else redis.pcall('TS.ADD', KEYS[3], ARGV[1], ARGV[6], 'ON_DUPLICATE', 'MAX') end
 end
-if #KEYS >= 3 then
-  local ok = redis.pcall('TS.ADD', KEYS[3], ARGV[1], n, 'ON_DUPLICATE', 'LAST')
-  if type(ok) == 'table' and ok.err then late = 1 end
+if #KEYS >= 5 then
+  local ok = redis.pcall('TS.ADD', KEYS[4], ARGV[1], n, 'ON_DUPLICATE', 'LAST')
+  if type(ok) == 'table' and ok.err then late = 1 else redis.pcall('TS.ADD', KEYS[5], ARGV[1], ARGV[6], 'ON_DUPLICATE', 'MAX') end
 end
 return {n, late}
 """

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import socket
+import time
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -158,9 +159,10 @@ class DocumentProcessor:
         if not chunks:
             raise Rejected(f"malformed document {ref.doc_id} ({ref.container}/{ref.path}): no text to index")
         period = parsed.fiscal_period or ref.period
+        stored_ms = int(time.time() * 1000)  # knowledge time: when the pipeline learned this version
         records = [
             ChunkRecord(ref.doc_id, c.position, ref.ticker, ref.form, ref.source, c.section, ref.public_ms, period, c.text,
-                        ref.blob_url, c.content_hash)
+                        ref.blob_url, c.content_hash, stored_ms=stored_ms)
             for c in chunks
         ]  # fmt: skip
         return _Job(ref, records, stored_chunks(self.client, self.keys, ref.doc_id, self.embedder.dims))

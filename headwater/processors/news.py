@@ -79,10 +79,11 @@ class NewsProcessor(TaggedItemProcessor):
         })  # fmt: skip
         pipe.expire(key, self.ttl_s)
         for ticker in tickers:
-            series = self.keys.sentiment(ticker, DATASET)
+            series, known = self.keys.sentiment(ticker, DATASET), self.keys.known(ticker, "sentiment", DATASET)
             self.series.ensure(series, ticker, "sentiment", DATASET)
-            self.index_event(keys=[self.keys.news_index(ticker), series], client=pipe,
-                             args=[published_ms, article.id, score.score, now_ms - self.ttl_s * 1000, self.ttl_s])  # fmt: skip
+            self.series.ensure(known, ticker, "known", DATASET)
+            self.index_event(keys=[self.keys.news_index(ticker), series, known], client=pipe,
+                             args=[published_ms, article.id, score.score, now_ms - self.ttl_s * 1000, self.ttl_s, now_ms])  # fmt: skip
             self.stats.links += 1
         self.stats.stored += 1
 

@@ -86,12 +86,13 @@ class SocialProcessor(TaggedItemProcessor):
         })  # fmt: skip
         pipe.expire(key, self.ttl_s)
         for ticker in tickers:
-            sentiment = self.keys.sentiment(ticker, DATASET)
-            mentions = self.keys.mentions(ticker, DATASET)
-            self.series.ensure(sentiment, ticker, "sentiment", DATASET)
-            self.series.ensure(mentions, ticker, "mentions", DATASET)
-            self.index_event(keys=[self.keys.social_index(ticker), sentiment, mentions], client=pipe,
-                             args=[created_ms, post.id, score.score, now_ms - self.ttl_s * 1000, self.ttl_s])  # fmt: skip
+            sentiment, mentions = self.keys.sentiment(ticker, DATASET), self.keys.mentions(ticker, DATASET)
+            known_sentiment = self.keys.known(ticker, "sentiment", DATASET)
+            known_mentions = self.keys.known(ticker, "mentions", DATASET)
+            for key, field in ((sentiment, "sentiment"), (mentions, "mentions"), (known_sentiment, "known"), (known_mentions, "known")):
+                self.series.ensure(key, ticker, field, DATASET)
+            self.index_event(keys=[self.keys.social_index(ticker), sentiment, known_sentiment, mentions, known_mentions],
+                             client=pipe, args=[created_ms, post.id, score.score, now_ms - self.ttl_s * 1000, self.ttl_s, now_ms])  # fmt: skip
             self._mentioned.append(ticker)
         self.stats.stored += 1
 

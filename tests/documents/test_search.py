@@ -102,8 +102,9 @@ def test_syntax_words_match_as_words(corpus):
 
 def test_filters_are_validated_and_escaped():
     assert escape_tag("10-K/A") == "10\\-K\\/A" and escape_tag("BRK.B") == "BRK\\.B"
-    assert filter_clause("BRK.B", ["10-K/A", "transcript"], ["sec"], 5) == (
+    assert filter_clause("BRK.B", ["10-K/A", "transcript"], ["sec"], 5, "event") == (
         "@ticker:{BRK\\.B} @form:{10\\-K\\/A|transcript} @source:{sec} @public_ms:[-inf 5]")
+    assert filter_clause("BRK.B", None, None, 5) == "@ticker:{BRK\\.B} @public_ms:[-inf 5] @stored_ms:[-inf 5]"  # knowledge
     for bad in ("AAPL} | @form:{10-K", "aapl", "*"):
         with pytest.raises(ValueError):
             filter_clause(ticker=bad)
@@ -250,3 +251,23 @@ def test_a_cache_index_of_the_old_layout_is_replaced(r, keys, corpus, caplog):
     with caplog.at_level(logging.WARNING, logger="headwater.documents.search"):
         assert DocumentSearch(r, keys, corpus.embedder).search("supply chain", ticker="AAPL", vector=vector).cached
     assert "another layout" not in caplog.text  # the index it made is the one it expects
+
+
+def test_knowledge_time_a_filing_stored_after_as_of_is_not_found(r, key_prefix):
+    """Accepted (public) at EARLY but stored a day later: invisible at as_of EARLY + 1 h on the knowledge basis,
+    found on the event basis and once the pipeline had stored it."""
+    keys = Keys(key_prefix)
+    ensure_documents_index(r, keys, dims=4)
+    vector = np.array([1, 0, 0, 0], dtype=np.float32)
+    record = ChunkRecord("sec:LATE", 0, "LATE", "10-K", "sec", "Item 7", EARLY, None, "gross margin outlook improved",
+                         "raw/sec/LATE.htm", "h1", stored_ms=EARLY + 86_400_000)  # fmt: skip
+    write_document(r, keys, [record], {0: vector.tobytes()})
+    search = DocumentSearch(r, keys, embedder=None)
+    at = EARLY + 3_600_000
+
+    def found(**kwargs):
+        return [h.doc_id for h in search.search("gross margin", "LATE", vector=vector, use_cache=False, **kwargs).hits]
+
+    assert found(as_of=at) == []
+    assert found(as_of=at, time_basis="event") == ["sec:LATE"]
+    assert found(as_of=EARLY + 86_400_000) == ["sec:LATE"]

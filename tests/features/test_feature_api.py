@@ -7,14 +7,17 @@ from feature_scenario import EXPECTED, EXPECTED_SOURCE_MS, T, unit, write_scenar
 from fastapi.testclient import TestClient
 
 from features.api import create_app, parse_ref
+from features.auth import SCOPES, ApiKeyStore
 from features.engineer import run_engineer, select_specs
 
 
 @pytest.fixture
 def http(store, catalog, serving):
+    """A client with a key of owner ``u1`` carrying every scope."""
     write_scenario(store)
     run_engineer(store.r, store.keys, select_specs(catalog), ["AAA", "BRK.B", "CCC"], T)
-    with TestClient(create_app(serving)) as client:
+    issued = ApiKeyStore(store.r, store.keys).issue("u1", SCOPES)
+    with TestClient(create_app(serving, metrics_interval_s=3600), headers={"Authorization": f"Bearer {issued.token}"}) as client:
         yield client
 
 
@@ -79,7 +82,7 @@ def test_agent_state_endpoints(http):
     assert http.put("/users/u1", json=profile).status_code == 409
     assert http.patch("/users/u1", json={"risk_tolerance": "conservative"}).json()["risk_tolerance"] == "conservative"
     assert http.patch("/users/u1", json={"risk_tolerance": "yolo"}).status_code == 400
-    assert http.get("/users/nobody").status_code == 404
+    assert http.get("/users/nobody").status_code == 403  # not the key's owner
     assert http.put("/portfolios/p1", json={"portfolio_id": "p1", "owner": "u1", "cash": 2000}).status_code == 201
     assert http.post("/portfolios/p1/fills", json={"ticker": "AAA", "quantity": 10, "price": 100}).json() == {"quantity": 10}
     assert http.post("/portfolios/p1/cash", json={"delta": -50}).json() == {"cash": 950}
@@ -99,6 +102,8 @@ def test_requests_are_timed_for_the_metrics_exporter(http, store):
 
     http.get("/health")
     http.get("/catalog")
+    assert not store.r.exists(store.keys.metrics_histograms)  # buffered: nothing written on the request path
+    http.app.state.metrics.flush()
     fields = [orjson.loads(f) for f in store.r.hgetall(store.keys.metrics_histograms)]
     counted = {dict(map(tuple, f[1]))["endpoint"] for f in fields if f[0] == "serving_request_duration_seconds" and f[2] == "count"}
     assert {"/health", "/catalog"} <= counted

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from feature_scenario import T, Store, write_market
 
 from features.api import create_app
+from features.auth import ApiKeyStore
 from features.engineer import run_engineer, select_specs
 from features.online_store import OnlineLayout
 from features.serving import ServingClient
@@ -49,7 +50,8 @@ def test_feature_api_answers_503_while_redis_is_down_and_200_after(restartable, 
     run_engineer(client, store.keys, select_specs(catalog), ["AAA"], T)
     serving = ServingClient(client, key_prefix=prefix, catalog=catalog)
     request = {"features": ["last_price:v1"], "entities": {"ticker": ["AAA"]}}
-    with TestClient(create_app(serving)) as http:
+    token = ApiKeyStore(client, store.keys).issue("u1", ["features:read"]).token
+    with TestClient(create_app(serving), headers={"Authorization": f"Bearer {token}"}) as http:
         ok = http.post("/features", json=request)
         assert ok.status_code == 200, ok.text
         assert http.get("/health").json() == {"status": "ok"}

@@ -100,3 +100,28 @@ def test_a_malformed_answer_fails_the_run_and_publishes_nothing(live_hub, flow_e
     assert state.is_failed() and "MalformedResponse" in state.message
     assert r.xlen(flow_env.raw_news) == 0 and not r.exists(flow_env.checkpoint("news_scraper", "AAPL"))
     assert news_scraper(tickers=["AAPL"], data_sources=fast)["counts"]["published"] > 0
+
+
+def test_knowledge_time_a_late_article_is_invisible_before_it_was_stored(r, key_prefix):
+    """Published 30 min ago, stored now: news_sentiment_1h as of 10 min ago (knowledge) does not see it, by
+    event time it does; the processor keeps the ingest time beside the sample."""
+    from features import compute_features, load_catalog
+    from headwater.keys import Keys
+
+    keys = Keys(key_prefix)
+    r.xadd(keys.raw_news, entry(GOOD_NEWS, "AAPL"))
+    handler = NewsProcessor(r, keys, ttl_s=WEEK_S, tagger=TickerTagger(["AAPL"]), scorer=default_scorer())
+    before_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    drain(r, keys, keys.raw_news, handler, stage="news_processor", consumer="test")
+    published = int(GOOD_NEWS.published_at.timestamp() * 1000)
+    stored = int(r.hget(keys.article(GOOD_NEWS.id), "stored_ms"))
+    (ts, known_at), = samples(r, keys.known("AAPL", "sentiment", "news"))
+    assert ts == published and known_at == stored >= before_ms
+
+    spec = load_catalog().resolve("news_sentiment_1h")
+    at = published + 20 * 60_000  # after publication, before it was stored
+    (known,) = compute_features(r, keys, [spec], ["AAPL"], at)
+    (event,) = compute_features(r, keys, [spec], ["AAPL"], at, time_basis="event")
+    assert known.value is None and event.value is not None and event.value > 0
+    (later,) = compute_features(r, keys, [spec], ["AAPL"], stored + 1)
+    assert later.value == event.value

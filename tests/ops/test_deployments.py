@@ -195,6 +195,19 @@ def test_workloads_are_hardened_and_wired(rendered: list[dict[str, Any]]) -> Non
     assert worker_cmd[:3] == ["prefect", "worker", "start"] and "headwater-k8s" in worker_cmd and "kubernetes" in worker_cmd
 
 
+def test_the_agents_api_is_fenced_by_a_network_policy(rendered: list[dict[str, Any]]) -> None:
+    """Only labelled agent pods reach the API and MCP ports; the API itself reaches only DNS and Redis."""
+    (policy,) = [o for o in rendered if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "feature-api"]
+    api = next(o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "feature-api")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= api["spec"]["template"]["metadata"]["labels"].items()
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    agent_rule = policy["spec"]["ingress"][0]
+    assert {p["port"] for p in agent_rule["ports"]} == {8000, 8001}
+    assert all("headwater.io/agent-access" in str(peer) for peer in agent_rule["from"])
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert egress_ports == {53, 6379, 6380, 10000}
+
+
 def test_production_scales_processors_on_stream_lag() -> None:
     objects = render(DEPLOYMENTS / "overlays" / "production")
     hpa = next(o for o in objects if o["kind"] == "HorizontalPodAutoscaler")
