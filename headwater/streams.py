@@ -16,6 +16,7 @@ streams whose order does not matter and whose volume is minutes-scale.
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from headwater.keys import Keys
+from headwater.storage.redis import RETRY_ERRORS
 
 log = logging.getLogger("headwater.streams")
 
@@ -41,6 +43,7 @@ class WorkerStats:
     dead_letters: int = 0
     failures: int = 0
     reclaimed: int = 0
+    redis_outages: int = 0
 
 
 class StreamWorker:
@@ -118,6 +121,8 @@ class StreamWorker:
         self.stats.entries += len(entries)
         try:
             outcomes = self.handler(entries)
+        except RETRY_ERRORS:
+            raise  # Redis is away: the whole batch stays pending; ``run`` waits for Redis and goes on
         except Exception:
             self.stats.failures += 1
             if len(entries) > 1:  # isolate the culprit: the others of the batch should not share its fate
@@ -165,9 +170,18 @@ class StreamWorker:
         if _main_thread():
             signal.signal(signal.SIGTERM, stop)
         idle_since = time.monotonic()
+        backoff_s = 0.0
         try:
             while not (self.stopping or should_stop()):
-                if self.step():
+                try:
+                    handled = self.step()
+                except RETRY_ERRORS as exc:  # past the client's own retries: a restart or failover in progress
+                    backoff_s = self._wait_for_redis(exc, backoff_s, should_stop)
+                    continue
+                if backoff_s:
+                    log.info("%s: Redis is back; resuming %s", self.consumer, self.stream)
+                    backoff_s = 0.0
+                if handled:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
@@ -175,6 +189,21 @@ class StreamWorker:
             if _main_thread():
                 signal.signal(signal.SIGTERM, previous)
         return self.stats
+
+
+    def _wait_for_redis(self, exc: BaseException, backoff_s: float, should_stop: Callable[[], bool]) -> float:
+        """Sleep out one step of a Redis outage (0.5 s doubling to 30 s, jittered); return the next backoff.
+        Nothing is lost meanwhile: entries not acknowledged stay pending and are reclaimed after it."""
+        if not backoff_s:
+            self.stats.redis_outages += 1
+        backoff_s = min(30.0, max(0.5, backoff_s * 2))
+        delay = backoff_s * random.uniform(0.5, 1.0)
+        log.warning("%s: Redis unavailable (%s); retrying in %.1fs (unacknowledged entries stay pending)",
+                    self.consumer, exc, delay)  # fmt: skip
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and not (self.stopping or should_stop()):
+            time.sleep(min(0.1, delay))
+        return backoff_s
 
 
 def _main_thread() -> bool:

@@ -128,3 +128,48 @@ def test_streamer_and_processor_recover_from_a_redis_kill_and_lose_nothing_ackno
                     expected[trade.t_ms] = expected.get(trade.t_ms, 0.0) + trade.size
         assert got == expected, f"{t}: {len(set(expected) - set(got))} trade-ms lost, {len(set(got) - set(expected))} extra"
     assert proc.stats.redis_outages >= 1 and streamer.totals()["redis_retries"] >= 1
+
+
+def test_a_batch_stream_worker_waits_out_a_redis_restart(own_redis):
+    """The news/social/document processors' worker (headwater/streams.py) neither exits nor loses an entry when
+    Redis is SIGKILLed and restarted; entries added before and after are each handled and acknowledged."""
+    from headwater.streams import StreamWorker
+
+    keys = Keys("sw:")
+    client = connect(url=own_redis.url)
+    stream = keys.raw_news
+    seen: list[bytes] = []
+
+    def handler(entries):
+        seen.extend(fields[b"n"] for _, fields in entries)
+        return [None] * len(entries)
+
+    worker = StreamWorker(connect(url=own_redis.url), keys, stream, handler, consumer="news-w0", stage="news",
+                          batch_size=20, block_ms=100, claim_idle_ms=1000, max_deliveries=5)  # fmt: skip
+    worker.ensure_group()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            worker.run(should_stop=stop.is_set)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    for n in range(50):
+        client.xadd(stream, {"n": str(n)})
+    wait_for(lambda: len(set(seen)) == 50, 30, "the first 50 entries handled")
+    own_redis.kill()
+    time.sleep(2.0)  # the worker meets the outage and backs off
+    own_redis.restart()
+    for n in range(50, 100):
+        client.xadd(stream, {"n": str(n)})
+    wait_for(lambda: len(set(seen)) == 100, 60, "every entry handled after the restart")
+    stop.set()
+    thread.join(15)
+    assert not errors and not thread.is_alive()
+    assert worker.stats.redis_outages >= 1
+    assert {int(n) for n in seen} == set(range(100))
+    assert client.xpending(stream, keys.group)["pending"] == 0
