@@ -36,7 +36,7 @@ import redis
 import devstack
 from headwater.config import load_tickers
 from headwater.keys import Keys
-from bench._soak.counting import TradeCount, count_trades
+from _soak.counting import TradeCount, count_trades
 from standins.polygon_ws import PolygonStandIn
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -59,8 +59,8 @@ import httpx
 import redis
 import yaml
 
-from bench._soak.counting import TradeCount, count_trades
-from bench._soak.observe import MemorySampler, Supervisor, process_groups, wait_for
+from _soak.counting import TradeCount, count_trades
+from _soak.observe import MemorySampler, Supervisor, process_groups, wait_for
 from headwater.keys import Keys
 from standins.market import MINUTE_MS, MarketSim
 

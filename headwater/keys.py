@@ -1,6 +1,6 @@
 """The Redis key schema: every key, stream, group and index name is built here, and parsed here.
 
-The format of each key is specified in ``docs/redis-keys.md``; ``tests/test_keys.py`` asserts the exact
+The format of each key is specified in ``docs/redis-keys.md``; ``tests/headwater/test_keys.py`` asserts the exact
 strings. Per-ticker keys carry the ticker as a Redis Cluster hash tag (``ts:{AAPL}:price``), so all keys of
 one ticker live on one slot and multi-key commands for one ticker are cluster-safe. Partitioned streams carry
 their partition as the hash tag, which spreads partitions over the shards of a cluster.

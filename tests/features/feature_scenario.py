@@ -159,7 +159,7 @@ def create_documents_index(store: Store) -> None:
     store.r.execute_command(
         "FT.CREATE", store.keys.documents_index, "ON", "HASH", "PREFIX", 1, store.keys.chunk_prefix,
         "SCHEMA", "doc_id", "TAG", "ticker", "TAG", "form", "TAG", "source", "TAG", "section", "TAG",
-        "position", "NUMERIC", "public_ms", "NUMERIC", "SORTABLE", "period", "NUMERIC", "text", "TEXT",
+        "position", "NUMERIC", "public_ms", "NUMERIC", "SORTABLE", "stored_ms", "NUMERIC", "period", "NUMERIC", "text", "TEXT",
         "embedding", "VECTOR", "HNSW", 6, "TYPE", "FLOAT32", "DIM", DIMS, "DISTANCE_METRIC", "COSINE",
     )  # fmt: skip
 
@@ -173,7 +173,8 @@ def write_documents(store: Store, until: int | None = None) -> None:
         for n, vector in enumerate(vectors):
             pipe.hset(store.keys.chunk(doc_id, n), mapping={
                 "doc_id": doc_id, "ticker": ticker, "source": source, "form": "10-K" if source == "sec" else "transcript",
-                "section": "Item 7", "position": n, "public_ms": public_ms, "text": f"chunk {n} of {doc_id}",
+                "section": "Item 7", "position": n, "public_ms": public_ms, "stored_ms": public_ms,  # known when public
+                "text": f"chunk {n} of {doc_id}",
                 "embedding": vector.astype("<f4").tobytes(),
             })  # fmt: skip
     pipe.execute()

@@ -11,7 +11,7 @@ import pytest
 
 from headwater.cli import COMMANDS, resolve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_subcommands_resolve_to_existing_modules():

@@ -18,7 +18,7 @@ from headwater.keys import Keys, partition_of
 from headwater.settings import StreamSettings
 from streamer.processor import MarketProcessor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_732_478_400_000  # a whole hour (UTC), so 1m/5m/1h buckets start here
 
 

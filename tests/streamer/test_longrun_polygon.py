@@ -27,7 +27,7 @@ from standins.polygon_ws import PolygonStandIn
 from streamer.app import Streamer
 from test_streamer import TICKERS, Background, make_settings, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_more_drops_over_the_life_than_the_budget_do_not_stop_the_streamer(redis_url, key_prefix, r):

@@ -14,7 +14,7 @@ import pytest
 
 from headwater.log import setup_logging
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 _SCRIPT = r'''
 import logging

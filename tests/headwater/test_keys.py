@@ -17,7 +17,7 @@ from headwater.keys import (
     partition_of,
 )
 
-DOC = (Path(__file__).resolve().parent.parent / "docs" / "redis-keys.md").read_text()
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "redis-keys.md").read_text()
 
 
 def test_exact_keys_without_prefix():

@@ -21,7 +21,7 @@ from headwater import retention
 from headwater.keys import AGG_FIELDS, BAR_FIELDS, FAMILIES, KEY_TYPES, TICK_FIELDS, Keys
 from headwater.timeframes import TIMEFRAMES
 
-DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "redis-keys.md"
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "redis-keys.md"
 
 #: Placeholders whose braces are Redis Cluster hash tags (kept in the key), as the spec says.
 HASH_TAGS = {"TICKER": "BRK.B", "P": "3", "PROVIDER:KEYID": "sec:0123456789ab"}

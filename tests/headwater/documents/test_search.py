@@ -161,14 +161,14 @@ def test_documents_index_has_the_documented_schema(r, keys, embedder, corpus):
     r.execute_command(
         "FT.CREATE", reference.documents_index, "ON", "HASH", "PREFIX", 1, reference.chunk_prefix,
         "SCHEMA", "doc_id", "TAG", "ticker", "TAG", "form", "TAG", "source", "TAG", "section", "TAG",
-        "position", "NUMERIC", "public_ms", "NUMERIC", "SORTABLE", "period", "NUMERIC", "text", "TEXT",
+        "position", "NUMERIC", "public_ms", "NUMERIC", "SORTABLE", "stored_ms", "NUMERIC", "period", "NUMERIC", "text", "TEXT",
         "embedding", "VECTOR", "HNSW", 10, "TYPE", "FLOAT32", "DIM", embedder.dims, "DISTANCE_METRIC", "COSINE",
         "M", 16, "EF_CONSTRUCTION", 200,
     )  # fmt: skip
     ours, theirs = (r.ft(k.documents_index).info() for k in (keys, reference))
     assert ours["attributes"] == theirs["attributes"]
     assert [a[1] for a in ours["attributes"]] == ["doc_id", "ticker", "form", "source", "section", "position",
-                                                   "public_ms", "period", "text", "embedding"]  # fmt: skip
+                                                   "public_ms", "stored_ms", "period", "text", "embedding"]  # fmt: skip
     assert ours["index_definition"]["prefixes"] == [keys.chunk_prefix]
     assert not ensure_documents_index(r, keys, embedder.dims)  # exists: kept as it is
     with pytest.raises(RuntimeError, match=f"{embedder.dims}-dimensional"):
