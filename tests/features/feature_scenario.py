@@ -7,6 +7,8 @@ anything read past the point in time.
 
 from __future__ import annotations
 
+import hashlib
+
 import math
 from dataclasses import dataclass
 
@@ -192,3 +194,15 @@ def sub_store(store: Store, name: str) -> Store:
     """Another namespace inside the test's own (cleaned up with it)."""
     prefix = f"{store.keys.prefix}{name}:"
     return Store(store.r, Keys(prefix), OnlineLayout.for_namespace(prefix))
+
+
+class HashEmbedder:
+    """Any text -> a unit 384-d vector seeded by its hash (the real model takes ~20 s to load; search's wiring
+    is what is under test here)."""
+
+    name = "test-hash"
+
+    def encode_one(self, text: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        vector = np.random.default_rng(seed).standard_normal(384).astype(np.float32)
+        return vector / np.linalg.norm(vector)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import schemathesis
-from feature_scenario import T, write_scenario
+from feature_scenario import HashEmbedder, T, write_scenario
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
@@ -27,18 +27,6 @@ from headwater.documents.search import DocumentSearch
 
 ROOT = Path(__file__).resolve().parents[2]
 MIN = 60_000
-
-
-class HashEmbedder:
-    """Any text -> a unit 384-d vector seeded by its hash (the real model takes ~20 s to load; search's wiring
-    is what is under test here)."""
-
-    name = "test-hash"
-
-    def encode_one(self, text: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-        vector = np.random.default_rng(seed).standard_normal(384).astype(np.float32)
-        return vector / np.linalg.norm(vector)
 
 
 @pytest.fixture

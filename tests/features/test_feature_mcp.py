@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2
 import pytest
 import uvicorn
-from feature_scenario import EXPECTED, T, write_scenario
+from feature_scenario import EXPECTED, T, HashEmbedder, write_scenario
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -25,8 +25,11 @@ from features.agent_state import Portfolio
 from features.auth import SCOPES, ApiKeyStore
 from features.engineer import run_engineer, select_specs
 from features.mcp import build_server
+from headwater.documents.index import ChunkRecord, ensure_documents_index, write_document
+from headwater.documents.search import DocumentSearch
 
 ROOT = Path(__file__).resolve().parents[2]
+PUBLIC = T - 86_400_000  # the test filing's acceptance time; the pipeline stored it an hour later
 TOOLS = {"list_features", "get_features", "get_bars", "latest_news", "latest_social_posts", "search_documents",
          "nearest_embeddings", "get_profile", "update_profile", "get_portfolio", "create_portfolio", "update_portfolio"}  # fmt: skip
 
@@ -47,6 +50,10 @@ def world(store, catalog, serving):
     keys["reader"] = auth.issue("carol", ["features:read"]).token
     serving.state.create_portfolio(Portfolio(portfolio_id="p_alice", owner="alice", cash=1000))
     serving.state.create_portfolio(Portfolio(portfolio_id="p_bob", owner="bob", cash=5000))
+    ensure_documents_index(store.r, store.keys)
+    record = ChunkRecord("sec:AAA-mcp", 0, "AAA", "10-K", "sec", "Item 7", PUBLIC, None, "gross margin outlook improved",
+                         "raw/sec/AAA-mcp.htm", "h1", stored_ms=PUBLIC + 3_600_000)  # fmt: skip
+    write_document(store.r, store.keys, [record], {0: HashEmbedder().encode_one("gross margin outlook").tobytes()})
     return store, serving, auth, keys
 
 
@@ -56,7 +63,9 @@ def mcp_url(world):
     _, serving, auth, _ = world
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    app = build_server(AgentAccess(serving), auth, base_url=base).streamable_http_app()
+    store = world[0]
+    documents = DocumentSearch(store.r, store.keys, HashEmbedder())
+    app = build_server(AgentAccess(serving, documents), auth, base_url=base).streamable_http_app()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -98,6 +107,13 @@ def test_session_lists_tools_reads_features_and_owns_only_its_portfolio(world, m
             past = _data(await client.call_tool("get_features", {"tickers": ["AAA"], "features": ["last_price:v1"],
                                                                   "as_of": "2024-05-01T15:28:00Z"}))  # fmt: skip
             assert past["rows"][0]["values"] == [98.0] and past["time_basis"] == "knowledge"
+
+            found = _data(await client.call_tool("search_documents", {"query": "gross margin outlook", "ticker": "AAA", "k": 10}))
+            hit = next(h for h in found["hits"] if h["doc_id"] == "sec:AAA-mcp")
+            assert hit["form"] == "10-K" and hit["blob_url"] == "raw/sec/AAA-mcp.htm" and "margin" in hit["text"]
+            early = _data(await client.call_tool("search_documents", {"query": "gross margin outlook", "ticker": "AAA",
+                                                                       "as_of": str(PUBLIC + 60_000), "k": 10}))  # fmt: skip
+            assert "sec:AAA-mcp" not in {h["doc_id"] for h in early["hits"]}  # public, not yet stored by the pipeline
 
             catalog = _data(await client.call_tool("list_features", {"group": "market"}))
             assert {"last_price:v1", "vwap:v1"} <= {f["feature"] for f in catalog}
