@@ -92,7 +92,10 @@ def test_streamer_and_processor_recover_from_a_redis_kill_and_lose_nothing_ackno
         committed = {t: volumes(client, keys, t) for t in TICKERS}
         acked_batches = proc.stats.batches
         own_redis.kill()
-        time.sleep(3)  # an outage longer than one client's retries (~1.5 s)
+        # Redis stays down until both have given up on their client's own retries (up to ~2.5 s of jittered
+        # backoff) and reported the outage; a fixed sleep raced those retries on a busy machine.
+        wait_for(lambda: proc.stats.redis_outages >= 1 and streamer.totals()["redis_retries"] >= 1,
+                 timeout=60, what="the processor and the streamer meeting the outage")  # fmt: skip
         assert worker.is_alive() and not proc_errors, proc_errors
         assert stream_run.thread.is_alive() and stream_run.error is None, stream_run.error
         own_redis.restart()
@@ -162,7 +165,8 @@ def test_a_batch_stream_worker_waits_out_a_redis_restart(own_redis):
         client.xadd(stream, {"n": str(n)})
     wait_for(lambda: len(set(seen)) == 50, 30, "the first 50 entries handled")
     own_redis.kill()
-    time.sleep(2.0)  # the worker meets the outage and backs off
+    # Redis stays down until the worker is past its client's retries and backing off itself.
+    wait_for(lambda: worker.stats.redis_outages >= 1, 60, "the worker meeting the outage")
     own_redis.restart()
     for n in range(50, 100):
         client.xadd(stream, {"n": str(n)})
