@@ -26,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from features import FeatureRef, to_ms
 from features.agent_state import Id, Portfolio, StateNotFoundError, UserProfile
 from features.auth import DOCUMENTS_READ, FEATURES_READ, STATE_READ, STATE_WRITE, Principal
-from features.serving import ServingClient
+from features.serving import PipelineGuard, ServingClient
 from headwater.keys import BAR_FIELDS, TICKER_RE, TIMEFRAMES
 
 TimeBasis = Literal["knowledge", "event"]
@@ -128,8 +128,9 @@ class AgentAccess:
     # -- features ------------------------------------------------------------------------------------------
     def features(self, principal: Principal, features: Sequence[str | Sequence[str]], tickers: Sequence[str], *,
                  as_of: AsOf = None, time_basis: str = "knowledge", params: dict[str, Any] | None = None,
-                 include_timestamps: bool = False) -> dict[str, Any]:  # fmt: skip
-        """Feature values per ticker; ``as_of`` computes them from what was known (or happened) by then."""
+                 include_timestamps: bool = False, guard: PipelineGuard | None = None) -> dict[str, Any]:  # fmt: skip
+        """Feature values per ticker; ``as_of`` computes them from what was known (or happened) by then.
+        ``guard``: the caller's rate check, sent with the read (see ``ServingClient.rows``)."""
         principal.require(FEATURES_READ)
         if not features or len(features) > MAX_FEATURES:
             raise ValueError(f"give 1 to {MAX_FEATURES} features")
@@ -143,7 +144,7 @@ class AgentAccess:
             self._owned_portfolio(principal, params["portfolio_id"])
         at = as_of_ms(as_of)
         rows = self.serving.rows(refs, {"ticker": tickers}, params, as_of=at, include_timestamps=include_timestamps,
-                                 time_basis=check_basis(time_basis))  # fmt: skip
+                                 time_basis=check_basis(time_basis), guard=guard)  # fmt: skip
         return {
             "features": [":".join(self.serving.catalog.resolve(ref).ref) for ref in refs],
             "as_of_ms": at,

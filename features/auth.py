@@ -205,21 +205,60 @@ class ApiKeyStore:
 
     def take(self, principal: Principal) -> None:
         """Count one request against the key's rate (the shared limiter, so every API replica agrees)."""
+        self.guard(principal).take()
+
+    def limiter(self, principal: Principal) -> SharedRateLimiter:
         limiter = self._limiters.get(principal.key_id)
         if limiter is None:
             limiter = SharedRateLimiter(self.client, self.keys, "api", principal.key_id,
                                         Limits(per_second=principal.rate_per_s, burst=principal.burst))  # fmt: skip
             self._limiters[principal.key_id] = limiter
-        code, wait_s = limiter.try_acquire()
-        if code != 0:
-            raise RateLimitedError(f"rate limit of {principal.rate_per_s:g} requests/s for key {principal.key_id} "
-                                   f"reached; retry in {wait_s:.2f}s", retry_after_s=wait_s)  # fmt: skip
+        return limiter
+
+    def guard(self, principal: Principal) -> RateGuard:
+        """The key's rate check for one request, to ride in the request's own Redis pipeline."""
+        return RateGuard(self, principal)
 
     def authenticate(self, token: str | None) -> Principal:
         """``verify`` then ``take``: what every request does first."""
         principal = self.verify(token)
         self.take(principal)
         return principal
+
+
+@dataclass
+class RateGuard:
+    """One request counted against its key's rate, sent in the pipeline that reads the request's data: the
+    check costs no round trip of its own. ``check`` runs before any of the data is used, so a caller over its
+    rate gets 429 and nothing else (the reads it rode with are discarded). ``settle`` counts a request that
+    ended before its read (a malformed one), so every request counts."""
+
+    store: ApiKeyStore
+    principal: Principal
+    used: bool = False
+
+    def queue(self, pipe: redis.client.Pipeline) -> None:
+        self.used = True
+        self.store.limiter(self.principal).queue(pipe)
+
+    def check(self, reply: list[int] | Exception) -> None:
+        """``RateLimitedError`` unless the queued attempt's reply granted the request."""
+        self._allow(*self.store.limiter(self.principal).decode(reply))
+
+    def take(self) -> None:
+        """The check on its own round trip (for reads that are not one pipeline)."""
+        self.used = True
+        self._allow(*self.store.limiter(self.principal).try_acquire())
+
+    def settle(self) -> None:
+        """``take`` unless the request was already counted."""
+        if not self.used:
+            self.take()
+
+    def _allow(self, code: int, wait_s: float) -> None:
+        if code != 0:
+            raise RateLimitedError(f"rate limit of {self.principal.rate_per_s:g} requests/s for key "
+                                   f"{self.principal.key_id} reached; retry in {wait_s:.2f}s", retry_after_s=wait_s)  # fmt: skip
 
 
 def bearer(header: str | None) -> str | None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import redis
@@ -51,6 +51,14 @@ from headwater.storage.redis import connect
 
 Embedder = Callable[[str], np.ndarray]
 _PLAN_CACHE_SIZE = 1024
+
+
+class PipelineGuard(Protocol):
+    """A check that rides in a read's own pipeline (e.g. an API key's rate: ``features.auth.RateGuard``)."""
+
+    def queue(self, pipe: Any) -> None: ...  # queue exactly one command
+    def check(self, reply: Any) -> None: ...  # raise if its reply refuses the read
+    def take(self) -> None: ...  # the same check on its own round trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,14 +160,18 @@ class ServingClient:
         as_of: datetime | int | str | None = None,
         include_timestamps: bool = False,
         time_basis: str = "knowledge",
+        guard: PipelineGuard | None = None,
     ) -> list[Row]:
         """One ``Row`` per entity value; with ``include_timestamps`` each stored value's source time (ms).
-        ``as_of`` reads use what the pipeline knew then (``time_basis="knowledge"``) or event time (``"event"``)."""
+        ``as_of`` reads use what the pipeline knew then (``time_basis="knowledge"``) or event time (``"event"``).
+        ``guard`` (checked before anything is read back) rides in the online read's pipeline."""
         plan = self._plan(features)
         entity, values = self._entity_values(entities, plan)
         if as_of is None:
-            rows = self._read_online(plan, values, include_timestamps)
+            rows = self._read_online(plan, values, include_timestamps, guard)
         else:
+            if guard is not None:
+                guard.take()
             rows = self._compute_as_of(plan, values, to_ms(as_of), include_timestamps, time_basis)
         if plan.ondemand:
             view: Any = self if as_of is None else PointInTime(self, to_ms(as_of))
@@ -276,10 +288,16 @@ class ServingClient:
                 f"{'it' if len(unknown) == 1 else 'them'} (python -m features.engineer)"
             )
 
-    def _read_online(self, plan: _Plan, tickers: list[str], include_timestamps: bool) -> list[Row]:
-        """The stored values of a plan in one pipelined round trip."""
+    def _read_online(self, plan: _Plan, tickers: list[str], include_timestamps: bool,
+                     guard: PipelineGuard | None = None) -> list[Row]:  # fmt: skip
+        """The stored values of a plan in one pipelined round trip (``guard``'s command first, when given)."""
         layout = self.layout
         pipe = self._client.pipeline(transaction=False)
+        riding = guard is not None and isinstance(pipe, redis.client.Pipeline)  # a cluster pipeline can't carry a script
+        if riding:
+            guard.queue(pipe)  # type: ignore[union-attr]
+        elif guard is not None:
+            guard.take()
         pipe.execute_command("HMGET", layout.entities(plan.entity), *tickers)
         for _, key, _ in plan.scalars:
             pipe.execute_command("HMGET", key, *tickers)
@@ -290,7 +308,13 @@ class ServingClient:
         if include_timestamps:
             pipe.execute_command("HMGET", layout.timestamps, *(layout.timestamp_field(plan.specs[i].name,
                                  plan.specs[i].variant, t) for t in tickers for i in stored))  # fmt: skip
-        replies = pipe.execute()
+        replies = pipe.execute(raise_on_error=not riding)
+        if riding:
+            guard.check(replies[0])  # type: ignore[union-attr]  # it handles its own error reply
+            replies = replies[1:]
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
         self._check_known(plan.entity, tickers, replies[0])
         columns: list[list[Any]] = [[None] * len(tickers)] * len(plan.specs)  # on-demand: filled in later
         pos = 1

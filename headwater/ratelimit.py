@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+from redis.exceptions import NoScriptError
 
 from headwater.keys import Keys, quota_day_window
 from headwater.providers.http import QuotaExhausted
@@ -103,14 +104,34 @@ class SharedRateLimiter:
 
     def try_acquire(self) -> tuple[int, float]:
         """One atomic attempt: (0, 0) granted, (1, s) rate wait, (2, s) blocked, (3, s) budget spent."""
-        budget = -1 if self.limits.per_day is None else self.limits.per_day
-        code, ms = self._script(
-            keys=[self._gcra_key, self._day_key(), self._block_key],
-            args=[int(self.limits.interval_ms), max(1, self.limits.burst), budget, 2 * DAY_S],
-        )
+        return self.decode(self._attempt(self.client))
+
+    def queue(self, pipe: redis.client.Pipeline) -> None:
+        """Queue one attempt on ``pipe`` (a caller's own pipeline: no round trip of its own) as a bare EVALSHA
+        (redis-py's script objects would add a SCRIPT EXISTS round trip to every execute). Its reply, at that
+        position in ``pipe.execute(raise_on_error=False)``, goes to ``decode``."""
+        pipe.execute_command("EVALSHA", self._script.sha, 3, *self._keys_args())
+
+    def decode(self, reply: list[int] | Exception) -> tuple[int, float]:
+        """An attempt's reply as ``try_acquire`` returns it; a queued attempt that met a Redis without the script
+        (restarted, flushed, a new replica) is made again on its own, loading the script."""
+        if isinstance(reply, NoScriptError):
+            return self.try_acquire()
+        if isinstance(reply, Exception):
+            raise reply
+        code, ms = reply
         if code == 3:
             return 3, DAY_S - time.time() % DAY_S
         return int(code), int(ms) / 1000.0
+
+    def _keys_args(self) -> list[str | int]:
+        budget = -1 if self.limits.per_day is None else self.limits.per_day
+        return [self._gcra_key, self._day_key(), self._block_key,
+                int(self.limits.interval_ms), max(1, self.limits.burst), budget, 2 * DAY_S]  # fmt: skip
+
+    def _attempt(self, client: redis.Redis) -> list[int]:
+        keys_args = self._keys_args()
+        return self._script(keys=keys_args[:3], args=keys_args[3:], client=client)
 
     def acquire(self) -> None:
         """Wait for a slot; raise ``QuotaExhausted`` when the daily budget is spent or waiting is pointless."""

@@ -64,7 +64,12 @@ def test_unknown_feature_and_entity_are_404_with_a_reason(http):
     assert resp.status_code == 404 and resp.json()["error"] == "unknown_entity"
     resp = http.get("/features", params={"feature": "last_price:v1", "ticker": "ZZZZ"})
     assert resp.status_code == 404 and "ZZZZ" in resp.json()["detail"]
-    assert http.post("/features", json={"features": [], "entities": {"ticker": "AAA"}}).status_code == 422
+    empty = http.post("/features", json={"features": [], "entities": {"ticker": "AAA"}})
+    assert empty.status_code == 422 and empty.json()["error"] == "invalid_request"
+    assert empty.json()["detail"].startswith("body.features:"), "located as FastAPI locates body errors"
+    for raw in (b"", b"{not json", b"[]", b'{"features": ["last_price:v1"]}', b'{"features": "x", "entities": 1}'):
+        resp = http.post("/features", content=raw, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 422 and resp.json()["error"] == "invalid_request", (raw, resp.text)
 
 
 def test_nearest(http):

@@ -90,6 +90,24 @@ def test_scopes_and_ownership_are_403(agents):
     assert on_demand.status_code == 403
 
 
+def test_feature_reads_count_against_the_rate_in_their_own_pipeline(agents):
+    """/features sends the key's rate check with its read: a caller over its rate gets 429 and no values, and a
+    request refused before its read (a malformed one) still counts."""
+    http, tokens, auth, store = agents
+    key = auth.issue("dave", ["features:read"], rate_per_s=0.5, burst=3)
+    body = {"features": ["last_price:v1"], "entities": {"ticker": "AAA"}}
+    store.r.script_flush()  # as after a Redis restart: the queued EVALSHA meets NOSCRIPT and is made again
+    first = http.post("/features", json=body, headers=_h(key))
+    assert first.status_code == 200 and first.json()["rows"][0]["values"][0] is not None
+    assert http.post("/features", json={**body, "entities": {"user": "x"}}, headers=_h(key)).status_code == 404
+    assert http.get("/features", params={"feature": "last_price:v1", "ticker": "AAA"}, headers=_h(key)).status_code == 200
+    limited = http.post("/features", json=body, headers=_h(key))
+    assert limited.status_code == 429 and limited.json()["error"] == "rate_limited" and "rows" not in limited.json()
+    assert int(limited.headers["retry-after"]) >= 1
+    gcra = store.keys.quota("api", key.key_id, "gcra")
+    assert store.r.exists(gcra), "the shared limiter's state is in Redis (every replica agrees)"
+
+
 def test_per_key_rate_limit_is_429_with_retry_after(agents):
     http, tokens, _, _ = agents
     codes = [http.get("/catalog", headers=_h(tokens["reader"])).status_code for _ in range(6)]
