@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
+import redis
 from pydantic import TypeAdapter, ValidationError
 
 from features import FeatureRef, to_ms
@@ -180,37 +181,65 @@ class AgentAccess:
 
     # -- market data ---------------------------------------------------------------------------------------
     def bars(self, principal: Principal, ticker: str, timeframe: str = "1m", *, start: AsOf = None, end: AsOf = None,
-             source: str = "trades", limit: int = 500) -> dict[str, Any]:  # fmt: skip
+             source: str = "trades", limit: int = 500, as_of: AsOf = None,
+             time_basis: str = "knowledge") -> dict[str, Any]:  # fmt: skip
         """OHLCV bars from TimeSeries: ``source="trades"`` = compacted from the real-time trades, or a provider's
-        own bars (``polygon``, ``alphavantage``); newest ``limit`` bars in [start, end]."""
+        own bars (``polygon``, ``alphavantage``); newest ``limit`` bars in [start, end].
+
+        ``as_of``: only bars closed by then (start + timeframe <= as_of: an open bar holds later trades); with
+        ``time_basis="knowledge"`` a provider's bars also only if the pipeline had stored them by then (a
+        backfill run today is invisible to an ``as_of`` in the past). Bars compacted from the real-time trades
+        are known as they close."""
         principal.require(FEATURES_READ)
         check_ticker(ticker)
+        check_basis(time_basis)
         if timeframe not in TIMEFRAMES:
             raise ValueError(f"timeframe must be one of {sorted(TIMEFRAMES)}")
         if source not in BAR_SOURCES:
             raise ValueError(f"source must be one of {BAR_SOURCES}")
         if not 1 <= int(limit) <= MAX_BARS:
             raise ValueError(f"limit must be in [1, {MAX_BARS}]")
-        lo, hi = as_of_ms(start), as_of_ms(end)
+        lo, hi, at = as_of_ms(start), as_of_ms(end), as_of_ms(as_of)
         if lo is not None and hi is not None and lo > hi:
             raise ValueError("start is after end")
+        out = {"ticker": ticker, "timeframe": timeframe, "source": source, "as_of_ms": at,
+               "time_basis": time_basis if at is not None else "latest", "columns": ["t_ms", *BAR_FIELDS], "bars": []}  # fmt: skip
+        if at is not None:
+            closed_by = at - TIMEFRAMES[timeframe]
+            hi = closed_by if hi is None else min(hi, closed_by)
+            if lo is not None and lo > hi:
+                return out
         keys = [self.keys.bar(ticker, timeframe, f) if source == "trades" else self.keys.provider_bar(ticker, source, timeframe, f)
                 for f in BAR_FIELDS]  # fmt: skip
+        span: tuple[Any, Any] = ("-" if lo is None else lo, "+" if hi is None else hi)
+        count: list[Any] = ["COUNT", int(limit)]
+        wanted: set[int] | None = None
+        if at is not None and time_basis == "knowledge" and source != "trades":
+            # The newest `limit` bars stored by `at` (the knowledge series holds each bar's first-stored time).
+            known = self._ts_range("TS.REVRANGE", self.keys.known_bar(ticker, source, timeframe), *span,
+                                   "FILTER_BY_VALUE", 0, at, *count)  # fmt: skip
+            if not known:
+                return out
+            wanted = {int(t) for t, _ in known}
+            span, count = (min(wanted), max(wanted)), []
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.execute_command("TS.REVRANGE", key, "-" if lo is None else lo, "+" if hi is None else hi, "COUNT", int(limit))
-        replies = pipe.execute(raise_on_error=False)
+            pipe.execute_command("TS.REVRANGE", key, *span, *count)
         columns: dict[str, dict[int, float]] = {}
-        for field, reply in zip(BAR_FIELDS, replies):
-            if isinstance(reply, Exception):
-                if "does not exist" in str(reply) or "key does not exist" in str(reply).lower():
-                    reply = []
-                else:
-                    raise reply
-            columns[field] = {int(t): float(v) for t, v in reply}
+        for field, reply in zip(BAR_FIELDS, pipe.execute(raise_on_error=False)):
+            columns[field] = {int(t): float(v) for t, v in _series_reply(reply)}
         stamps = sorted(set().union(*(c.keys() for c in columns.values())))
-        rows = [[t, *(columns[f].get(t) for f in BAR_FIELDS)] for t in stamps]
-        return {"ticker": ticker, "timeframe": timeframe, "source": source, "columns": ["t_ms", *BAR_FIELDS], "bars": rows}
+        if wanted is not None:
+            stamps = [t for t in stamps if t in wanted]
+        out["bars"] = [[t, *(columns[f].get(t) for f in BAR_FIELDS)] for t in stamps]
+        return out
+
+    def _ts_range(self, command: str, key: str, *args: Any) -> list[Any]:
+        """A TS.RANGE/REVRANGE reply; a series not created yet reads as empty."""
+        try:
+            return self.client.execute_command(command, key, *args)
+        except redis.ResponseError as exc:
+            return _series_reply(exc)
 
     def news(self, principal: Principal, ticker: str, *, as_of: AsOf = None, time_basis: str = "knowledge",
              limit: int = 10) -> list[dict[str, Any]]:  # fmt: skip
@@ -363,3 +392,12 @@ class AgentAccess:
     def _writable(self, principal: Principal, portfolio_id: str) -> None:
         principal.require(STATE_WRITE)
         self._owned_portfolio(principal, portfolio_id)
+
+
+def _series_reply(reply: Any) -> list[Any]:
+    """A series' samples from a pipelined reply; a series not created yet reads as empty, other errors raise."""
+    if isinstance(reply, Exception):
+        if "does not exist" in str(reply).lower():
+            return []
+        raise reply
+    return reply

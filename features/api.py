@@ -378,9 +378,13 @@ def create_app(serving: ServingClient | None = None, *, auth: ApiKeyStore | None
         end: Annotated[datetime | int | None, Query(alias="to", description=AS_OF_DOC)] = None,
         source: Literal["trades", "polygon", "alphavantage"] = "trades",
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+        as_of: Annotated[datetime | int | None, Query(description=AS_OF_DOC + "; only bars closed by then")] = None,
+        time_basis: Annotated[TimeBasis, Query(description=BASIS_DOC)] = "knowledge",
     ) -> dict[str, Any]:
-        """OHLCV bars from TimeSeries, oldest first: ``columns`` names each row's fields (``t_ms`` = bar start)."""
-        return access.bars(caller, ticker, timeframe, start=start, end=end, source=source, limit=limit)
+        """OHLCV bars from TimeSeries, oldest first: ``columns`` names each row's fields (``t_ms`` = bar start).
+        With ``as_of``: the bars closed by then, and (knowledge basis) a provider's bars only if stored by then."""
+        return access.bars(caller, ticker, timeframe, start=start, end=end, source=source, limit=limit,
+                           as_of=as_of, time_basis=time_basis)  # fmt: skip
 
     @app.get("/news")
     def news(

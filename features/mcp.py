@@ -138,9 +138,14 @@ def build_server(access: AgentAccess, auth: ApiKeyStore, *, principal: Principal
         source: Annotated[Literal["trades", "polygon", "alphavantage"], Field(
             description="trades: bars compacted from real-time trades; or a provider's own bars")] = "trades",
         limit: Annotated[int, Field(ge=1, le=5000, description="newest bars to return")] = 100,
+        as_of: AsOf = None,
+        time_basis: Basis = "knowledge",
     ) -> dict[str, Any]:
-        """OHLCV bars from TimeSeries, oldest first; each row is [t_ms, open, high, low, close, volume]."""
-        return access.bars(caller(), ticker, timeframe, start=start, end=end, source=source, limit=limit)
+        """OHLCV bars from TimeSeries, oldest first; each row is [t_ms, open, high, low, close, volume].
+        as_of: only bars closed by then and, by default, that the pipeline had stored by then (no look-ahead
+        from a backfill run later); time_basis="event" drops the stored-by-then condition."""
+        return access.bars(caller(), ticker, timeframe, start=start, end=end, source=source, limit=limit,
+                           as_of=as_of, time_basis=time_basis)  # fmt: skip
 
     @tool
     def latest_news(ticker: Ticker, as_of: AsOf = None, time_basis: Basis = "knowledge",

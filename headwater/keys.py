@@ -113,6 +113,12 @@ class Keys:
         epoch ms): ``ts:{AAPL}:known:sentiment:news``. Knowledge-time ``as_of`` reads skip samples stored later."""
         return f"{self.prefix}ts:{{{ticker}}}:known:{kind}:{source}"
 
+    def known_bar(self, ticker: str, source: str, timeframe: str) -> str:
+        """When the pipeline first stored each complete bar of ``ts:{T}:agg:<source>:<timeframe>:*`` (same
+        timestamps, value = ingest epoch ms; MIN policy): ``ts:{AAPL}:known:agg:alphavantage:1d``. A backfill run
+        today stamps years-old bars with today, so knowledge-time ``as_of`` reads never see them in the past."""
+        return f"{self.prefix}ts:{{{ticker}}}:known:agg:{source}:{timeframe}"
+
     def mentions(self, ticker: str, source: str) -> str:
         """Per-ticker mention counts over time: ``ts:{AAPL}:mentions:social``."""
         return f"{self.prefix}ts:{{{ticker}}}:mentions:{source}"
@@ -378,7 +384,7 @@ class ParsedKey(NamedTuple):
 #: before a general one: ``news:idx:{T}`` before ``news:{ID}``).
 FAMILIES: tuple[str, ...] = (
     "raw_market_data", "raw_news", "raw_social", "raw_documents", "dead_letter", "quarantine",
-    "tick", "bar", "provider_bar", "sentiment", "mentions", "known",
+    "tick", "bar", "provider_bar", "sentiment", "mentions", "known_bar", "known",
     "news_index", "article", "social_index", "post", "seen", "chunk",
     "documents_index", "semantic_cache_index", "semantic_cache_entry",
     "last_event", "streamer_metrics", "worker_metrics", "workers_alive",
@@ -391,7 +397,7 @@ FAMILIES: tuple[str, ...] = (
 KEY_TYPES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("raw_market_data", "raw_news", "raw_social", "raw_documents", "dead_letter", "quarantine",
                      "audit_log"), ("stream",)),
-    **dict.fromkeys(("tick", "bar", "provider_bar", "sentiment", "mentions", "known"), ("TSDB-TYPE",)),
+    **dict.fromkeys(("tick", "bar", "provider_bar", "sentiment", "mentions", "known_bar", "known"), ("TSDB-TYPE",)),
     "api_key": ("hash",),
     "api_keys_of": ("set",),
     **dict.fromkeys(("news_index", "social_index", "workers_alive"), ("zset",)),

@@ -31,6 +31,7 @@ FAMILIES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("ts ticks", "ts:{T}:price|volume|bid|ask|bid_size|ask_size", ("tick",), ()),
     ("ts bars", "ts:{T}:bar:{TF}:{FIELD}", ("bar",), ()),
     ("ts agg", "ts:{T}:agg:{SOURCE}:{TF}:{FIELD}", ("provider_bar",), ()),
+    ("ts known", "ts:{T}:known:...", ("known_bar", "known"), ()),
     ("ts signals", "ts:{T}:sentiment|mentions:{SOURCE}", ("sentiment", "mentions"), ()),
     ("ts other", "ts:*", (), ("ts",)),
     ("streams", "stream:*", ("raw_market_data", "raw_news", "raw_social", "raw_documents", "dead_letter", "quarantine"),

@@ -51,7 +51,7 @@ KINDS = ("ticks", "bars", "news", "social", "documents")
 #: operational state) have no retention of their own.
 KIND_OF_FAMILY: dict[str, str] = {
     "tick": "ticks",
-    **dict.fromkeys(("bar", "provider_bar", "sentiment", "mentions", "known"), "bars"),
+    **dict.fromkeys(("bar", "provider_bar", "sentiment", "mentions", "known_bar", "known"), "bars"),
     "article": "news", "news_index": "news",
     "post": "social", "social_index": "social",
     "chunk": "documents",

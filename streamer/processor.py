@@ -44,7 +44,7 @@ from headwater.settings import StreamSettings
 from headwater.storage.redis import RETRY_ERRORS
 from headwater.storage.timeseries import TimeSeriesLayout, ensure_series
 from headwater.storage.transaction import guarded_transaction
-from headwater.timeframes import DAY_MS
+from headwater.timeframes import DAY_MS, TIMEFRAMES
 
 log = logging.getLogger("headwater.streamer.processor")
 
@@ -642,6 +642,12 @@ class MarketProcessor:
                 )  # fmt: skip
                 self._agg_ready.add(key)
             samples.extend((key, bar.start, value))
+        if timeframe in TIMEFRAMES:  # a minute bar (AM, gap fill) arrives once closed: known from now on
+            known = self.keys.known_bar(bar.ticker, "polygon", timeframe)
+            if known not in self._agg_ready:
+                self.layout.ensure_known_bars(bar.ticker, "polygon", timeframe)
+                self._agg_ready.add(known)
+            samples.extend((known, bar.start, int(time.time() * 1000)))
 
     def _record_latencies(self, oldest: list[tuple[int, int]], commit_ms: int) -> None:
         """Tick-to-TimeSeries latency per entry (its oldest event), weighted by the entry's events."""

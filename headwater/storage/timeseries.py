@@ -6,7 +6,9 @@ Two kinds of writer use it, and both get their series from ``TimeSeriesLayout``:
   ``ts:{T}:bar:{TF}:{field}`` (``TimeSeriesLayout.ensure``);
 * whatever stores provider bars (the market and backfill flows): ``ts:{T}:agg:{SOURCE}:{TF}:{field}``
   (``TimeSeriesLayout.ensure_provider_bars``), written with ``write_bars`` -- TS.MADD packed with hiredis, the
-  LAST duplicate policy, so a re-fetch rewrites the same samples and never doubles them.
+  LAST duplicate policy, so a re-fetch rewrites the same samples and never doubles them. Beside them the bars'
+  knowledge series ``ts:{T}:known:agg:{SOURCE}:{TF}`` gets, at each complete bar's timestamp, when the pipeline
+  first stored it (MIN policy: a re-fetch keeps the first time), so ``as_of`` reads know what was known then.
 
 Retention comes from ``config/retention.yaml`` (``headwater.retention``): tick series the "ticks" kind, every bar
 series the "bars" kind (hot window + grace, so the archive flow copies bars to warm storage before Redis drops
@@ -15,6 +17,7 @@ them).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -96,6 +99,15 @@ class TimeSeriesLayout:
                 continue
             labels = {"ticker": ticker, "field": name, "kind": "bar", "timeframe": timeframe, "source": source}
             ensure_series(self.client, key, bar_retention_ms(timeframe), labels, duplicate_policy="LAST")
+            self._provider_ready.add(key)
+        self.ensure_known_bars(ticker, source, timeframe)
+
+    def ensure_known_bars(self, ticker: str, source: str, timeframe: str) -> None:
+        """The knowledge series of one ticker/source/timeframe's provider bars (MIN policy: first stored)."""
+        key = self.keys.known_bar(ticker, source, timeframe)
+        if key not in self._provider_ready:
+            labels = {"ticker": ticker, "kind": "known", "of": "agg", "timeframe": timeframe, "source": source}
+            ensure_series(self.client, key, bar_retention_ms(timeframe), labels, duplicate_policy="MIN")
             self._provider_ready.add(key)
 
     def _queue_series(self, pipe: redis.client.Pipeline, ticker: str) -> None:
@@ -191,12 +203,16 @@ def ts_madd(client: redis.Redis, commands: list[list[Any]]) -> list[Any]:
     return replies
 
 
-def write_bars(layout: TimeSeriesLayout, frame: pd.DataFrame, *, chunk_bars: int = 2000) -> BarWrite:
-    """Write validated bars (``ticker, timeframe, source, ts`` + OHLCV) with TS.MADD; idempotent (LAST policy)."""
+def write_bars(layout: TimeSeriesLayout, frame: pd.DataFrame, *, chunk_bars: int = 2000,
+               now_ms: int | None = None) -> BarWrite:  # fmt: skip
+    """Write validated bars (``ticker, timeframe, source, ts`` + OHLCV) with TS.MADD; idempotent (LAST policy).
+    Each bar complete by ``now_ms`` (default: the wall clock) is stamped known at ``now_ms`` unless it was known
+    before; a bar still open (a provider's bar of the current day) gets its stamp from the fetch after it closes."""
     result = BarWrite()
     if frame.empty:
         return result
     client, k = layout.client, layout.keys
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     rejected_idx: list[int] = []
     for (ticker, timeframe, source), group in frame.groupby(["ticker", "timeframe", "source"], sort=False):
         layout.ensure_provider_bars(ticker, source, timeframe)
@@ -208,6 +224,8 @@ def write_bars(layout: TimeSeriesLayout, frame: pd.DataFrame, *, chunk_bars: int
         field_keys = [k.provider_bar(ticker, source, timeframe, name) for name in BAR_FIELDS]
         values = [group[name].to_numpy(dtype=np.float64) for name in BAR_FIELDS]
         stamps = ts.tolist()
+        known_key = k.known_bar(ticker, source, timeframe)
+        complete = ts + TIMEFRAMES.get(timeframe, 0) <= now_ms
         commands, spans = [], []
         for start in range(0, len(stamps), chunk_bars):
             stop = min(start + chunk_bars, len(stamps))
@@ -230,6 +248,13 @@ def write_bars(layout: TimeSeriesLayout, frame: pd.DataFrame, *, chunk_bars: int
             for j, r in enumerate(reply):
                 if isinstance(r, ResponseError):
                     bad_rows.add(start + j % n)
+        # Only once the bars are in: a bar is never stamped known before its values are stored.
+        known = [t for i, t in enumerate(stamps) if complete[i] and i not in bad_rows]
+        known_commands = [["TS.MADD", *chain.from_iterable((known_key, t, now_ms) for t in known[i : i + chunk_bars])]
+                          for i in range(0, len(known), chunk_bars)]  # fmt: skip
+        for reply in ts_madd(client, known_commands):
+            if isinstance(reply, ResponseError):
+                raise reply
         index = group.index.to_numpy()
         rejected_idx += [int(index[i]) for i in sorted(bad_rows)]
         result.written += len(stamps) - len(bad_rows)

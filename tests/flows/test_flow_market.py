@@ -22,7 +22,9 @@ def test_bars_land_in_timeseries_in_utc_and_a_refetch_doubles_nothing(hub_at, fl
     first = market_data_fetcher(tickers=["AAPL"], data_sources=fast)
     assert first["counts"]["stored"] == 100 and first["counts"]["quarantined"] == 0
     assert prefixed(r, flow_env.prefix) == sorted(
-        flow_env.provider_bar("AAPL", "alphavantage", "1m", f) for f in ("close", "high", "low", "open", "volume"))
+        [*(flow_env.provider_bar("AAPL", "alphavantage", "1m", f) for f in ("close", "high", "low", "open", "volume")),
+         flow_env.known_bar("AAPL", "alphavantage", "1m")])  # fmt: skip
+    known = samples(r, flow_env.known_bar("AAPL", "alphavantage", "1m"))  # when the pipeline stored each bar
     stamps = [t for t, _ in samples(r, close_key(flow_env))]
     assert stamps[0] == utc_ms(2024, 3, 8, 23, 50) and stamps[-1] == utc_ms(2024, 3, 11, 8, 29)  # EST then EDT
     assert utc_ms(2024, 3, 9, 0, 59) in stamps and utc_ms(2024, 3, 11, 8, 0) in stamps
@@ -32,6 +34,7 @@ def test_bars_land_in_timeseries_in_utc_and_a_refetch_doubles_nothing(hub_at, fl
     second = market_data_fetcher(tickers=["AAPL"], data_sources=fast)
     assert second["counts"]["already_present"] == 100
     assert total_samples(r, close_key(flow_env)) == 100  # re-fetched, rewritten, not doubled
+    assert len(known) == 100 and samples(r, flow_env.known_bar("AAPL", "alphavantage", "1m")) == known  # first stored
     seen = counters(r, flow_env)  # what the metrics endpoint exports: two completed runs, two passing GX batches
     assert seen[("flow_runs", (("flow", "market_data_fetcher"), ("state", "Completed")))] == 2
     assert seen[("gx_validations", (("flow", "market_data_fetcher"), ("outcome", "pass"), ("suite", "bars")))] == 2

@@ -103,6 +103,7 @@ EXAMPLES: dict[str, dict[str, object]] = {
     "quarantine": {},
     "tick": {"ticker": "BRK.B", "field": "bid_size"}, "bar": {"ticker": "BRK.B", "timeframe": "1h", "field": "close"},
     "provider_bar": {"ticker": "BRK.B", "source": "polygon", "timeframe": "1s", "field": "vwap"},
+    "known_bar": {"ticker": "BRK.B", "source": "alphavantage", "timeframe": "1d"},
     "sentiment": {"ticker": "AAPL", "source": "news"}, "mentions": {"ticker": "BF-B", "source": "social"},
     "news_index": {"ticker": "BRK.B"}, "article": {"article_id": "9f2c"}, "social_index": {"ticker": "AAPL"},
     "post": {"post_id": "reddit:t3_x"}, "seen": {"dataset": "raw_documents"},

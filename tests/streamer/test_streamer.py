@@ -178,6 +178,8 @@ def test_outage_is_filled_from_rest_with_no_missing_and_no_doubled_bars(redis_ur
         for ts, close in closes:
             bar = ws.sim.minute_bar(t, int(ts))
             assert float(close) == pytest.approx(bar.close) and float(volumes[ts]) == bar.volume  # not doubled
+        known = r.execute_command("TS.RANGE", keys.known_bar(t, "polygon", "1m"), "-", "+")
+        assert [int(ts) for ts, _ in known] == starts, f"{t}: every minute bar, live or gap-filled, has its knowledge time"
 
 
 def test_malformed_frames_are_dead_lettered_with_the_reason(redis_url, key_prefix, r):
