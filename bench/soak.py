@@ -764,6 +764,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         found_bad, other_dead = dead_letters(system)
         runs = chaos.runs.all(max_age_s=0)
         growth, redis_growth, rss_last = sampler.growth(started_at + warmup_s, now())
+        sampler.dump(home / "memory-samples.json", started_at)  # every incarnation's RSS curve, for a second look
         events_sent = system.ws_deliveries()["events_sent"] - events_before
         exits = unexpected_exits(system, chaos)
         report = build_report(args, system, chaos, verifier, runs, growth, redis_growth, rss_last, exits,

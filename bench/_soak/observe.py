@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -167,6 +168,13 @@ class MemorySampler:
             used = None
         if used is not None:
             self.redis.append((now, used))
+
+    def dump(self, path: Path, origin: float) -> None:
+        """The raw samples as JSON: ``{"rss": {"name/pid": [[s, MB], ...]}, "redis": [[s, MB], ...]}``, seconds
+        from ``origin``."""
+        rss = {f"{name}/{pid}": [[round(t - origin, 1), round(v, 1)] for t, v in samples]
+               for (name, pid), samples in self.rss.items()}  # fmt: skip
+        path.write_text(json.dumps({"rss": rss, "redis": [[round(t - origin, 1), round(v, 1)] for t, v in self.redis]}))
 
     def growth(self, after: float, until: float) -> tuple[dict[str, float], float | None, dict[str, float]]:
         """(RSS slope MB/h per process, Redis slope MB/h, last RSS MB per process) over samples after ``after``.
