@@ -231,7 +231,7 @@ def run_jobs(client: redis.Redis, jobs: Sequence[Job], as_of_ms: int) -> list[Fe
     values: list[FeatureValue] = []
     pos = 0
     for job in jobs:
-        chunk = [_no_data_as_empty(reply) for reply in replies[pos : pos + len(job.commands)]]
+        chunk = [no_data_as_empty(reply) for reply in replies[pos : pos + len(job.commands)]]
         pos += len(job.commands)
         result = job.finish(chunk)
         value, source_ms = result if result is not None else (None, 0)
@@ -246,7 +246,7 @@ def search_results(reply: Any) -> list[tuple[bytes, dict[bytes, Any]]]:
     return [(reply[i], dict(zip(reply[i + 1][::2], reply[i + 1][1::2]))) for i in range(1, len(reply) - 1, 2)]
 
 
-def _no_data_as_empty(reply: Any) -> Any:
+def no_data_as_empty(reply: Any) -> Any:
     """A missing series reads as no samples; any other error is raised."""
     if isinstance(reply, ResponseError):
         if "does not exist" in str(reply):

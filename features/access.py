@@ -24,7 +24,7 @@ import numpy as np
 import redis
 from pydantic import TypeAdapter, ValidationError
 
-from features import FeatureRef, to_ms
+from features import FeatureRef, no_data_as_empty, to_ms
 from features.agent_state import Id, Portfolio, StateNotFoundError, UserProfile
 from features.auth import DOCUMENTS_READ, FEATURES_READ, STATE_READ, STATE_WRITE, Principal
 from features.serving import PipelineGuard, ServingClient
@@ -227,7 +227,7 @@ class AgentAccess:
             pipe.execute_command("TS.REVRANGE", key, *span, *count)
         columns: dict[str, dict[int, float]] = {}
         for field, reply in zip(BAR_FIELDS, pipe.execute(raise_on_error=False)):
-            columns[field] = {int(t): float(v) for t, v in _series_reply(reply)}
+            columns[field] = {int(t): float(v) for t, v in no_data_as_empty(reply)}
         stamps = sorted(set().union(*(c.keys() for c in columns.values())))
         if wanted is not None:
             stamps = [t for t in stamps if t in wanted]
@@ -239,7 +239,7 @@ class AgentAccess:
         try:
             return self.client.execute_command(command, key, *args)
         except redis.ResponseError as exc:
-            return _series_reply(exc)
+            return no_data_as_empty(exc)
 
     def news(self, principal: Principal, ticker: str, *, as_of: AsOf = None, time_basis: str = "knowledge",
              limit: int = 10) -> list[dict[str, Any]]:  # fmt: skip
@@ -392,12 +392,3 @@ class AgentAccess:
     def _writable(self, principal: Principal, portfolio_id: str) -> None:
         principal.require(STATE_WRITE)
         self._owned_portfolio(principal, portfolio_id)
-
-
-def _series_reply(reply: Any) -> list[Any]:
-    """A series' samples from a pipelined reply; a series not created yet reads as empty, other errors raise."""
-    if isinstance(reply, Exception):
-        if "does not exist" in str(reply).lower():
-            return []
-        raise reply
-    return reply

@@ -233,6 +233,8 @@ def write_bars(layout: TimeSeriesLayout, frame: pd.DataFrame, *, chunk_bars: int
             chunk = stamps[start:stop]
             for key, column in zip(field_keys, values):
                 args.extend(chain.from_iterable(zip(repeat(key), chunk, column[start:stop].tolist())))
+            # Last in the same command: a bar is stamped known only after its values (TS.MADD adds in order).
+            args.extend(chain.from_iterable((known_key, t, now_ms) for t, done in zip(chunk, complete[start:stop]) if done))
             commands.append(args)
             spans.append((start, stop))
         bad_rows: set[int] = set()
@@ -245,16 +247,9 @@ def write_bars(layout: TimeSeriesLayout, frame: pd.DataFrame, *, chunk_bars: int
             except TypeError:
                 pass
             n = stop - start
-            for j, r in enumerate(reply):
+            for j, r in enumerate(reply[: len(field_keys) * n]):  # the bars' own samples (the stamps follow)
                 if isinstance(r, ResponseError):
                     bad_rows.add(start + j % n)
-        # Only once the bars are in: a bar is never stamped known before its values are stored.
-        known = [t for i, t in enumerate(stamps) if complete[i] and i not in bad_rows]
-        known_commands = [["TS.MADD", *chain.from_iterable((known_key, t, now_ms) for t in known[i : i + chunk_bars])]
-                          for i in range(0, len(known), chunk_bars)]  # fmt: skip
-        for reply in ts_madd(client, known_commands):
-            if isinstance(reply, ResponseError):
-                raise reply
         index = group.index.to_numpy()
         rejected_idx += [int(index[i]) for i in sorted(bad_rows)]
         result.written += len(stamps) - len(bad_rows)
